@@ -1,0 +1,128 @@
+"""L-infinity attacks in [0, 1] pixel space (the model normalizes inside), batched on the device.
+
+Each attack is ``fn(model, x, y, eps, steps, step_size, loss) -> x_adv`` with ``eps`` and ``step_size``
+as fractions of the pixel range. The loops never call ``.item()``, so they queue on the GPU without host
+synchronization. ``ta:NAME`` names any torchattacks attack (optional extra ``[torchattacks]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+from .errors import UsageError
+from .registry import Registry
+
+ATTACKS: Registry = Registry("attack")
+LOSSES = ("ce", "margin")
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "ce":
+        return F.cross_entropy(logits, y)  # mean, like torchattacks, so both take identical steps
+    # Carlini-Wagner margin: best wrong logit minus true logit; not saturated by soft-target training.
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    wrong = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return (wrong - true).sum()
+
+
+def input_grad(model, x, y, loss: str) -> torch.Tensor:
+    x = x.detach().requires_grad_(True)
+    return torch.autograd.grad(attack_loss(model(x), y, loss), x)[0]
+
+
+def project(x_adv, x, eps):
+    """Back into the eps-ball around x and into [0, 1]."""
+    return torch.clamp(x + torch.clamp(x_adv - x, -eps, eps), 0.0, 1.0)
+
+
+@ATTACKS.register("fgsm")
+def fgsm(model, x, y, eps, steps=1, step_size=None, loss="ce"):
+    """Goodfellow et al. (2015): one signed-gradient step of size eps."""
+    return torch.clamp(x + eps * input_grad(model, x, y, loss).sign(), 0.0, 1.0).detach()
+
+
+def _iterate(model, x, y, eps, steps, step_size, loss, random_start):
+    x_adv = x.clone()
+    if random_start:
+        x_adv = torch.clamp(x_adv + torch.empty_like(x_adv).uniform_(-eps, eps), 0.0, 1.0)
+    for _ in range(steps):
+        x_adv = project(x_adv + step_size * input_grad(model, x_adv, y, loss).sign(), x, eps).detach()
+    return x_adv
+
+
+@ATTACKS.register("ifgsm")
+def ifgsm(model, x, y, eps, steps=10, step_size=None, loss="ce"):
+    """Iterative FGSM / BIM (Kurakin et al., 2017), the paper's 'I-FGSM': no random start."""
+    return _iterate(model, x, y, eps, steps, step_size, loss, random_start=False)
+
+
+@ATTACKS.register("pgd")
+def pgd(model, x, y, eps, steps=10, step_size=None, loss="ce"):
+    """PGD (Madry et al., 2018): uniform random start in the eps-ball, then projected signed steps."""
+    return _iterate(model, x, y, eps, steps, step_size, loss, random_start=True)
+
+
+def check_attack_name(name: str) -> None:
+    if name.startswith("ta:"):
+        torchattacks_class(name[3:])
+    else:
+        ATTACKS.get(name)
+
+
+def torchattacks_class(name: str):
+    try:
+        import torchattacks
+    except ImportError:
+        raise UsageError(f"attack 'ta:{name}' needs torchattacks: pip install 'robustbench_mix[torchattacks]' "
+                         "(optional because torchattacks 3.5.1 pins requests~=2.25.1)") from None
+    cls = getattr(torchattacks, name, None)
+    if not (inspect.isclass(cls) and issubclass(cls, torchattacks.attack.Attack)):
+        known = sorted(n for n, c in vars(torchattacks).items()
+                       if inspect.isclass(c) and issubclass(c, torchattacks.attack.Attack) and n != "Attack")
+        from .registry import unknown
+        raise UsageError(unknown("torchattacks attack", name, known))
+    return cls
+
+
+def _torchattacks_fn(name: str):
+    def run(model, x, y, eps, steps=10, step_size=None, loss="ce"):
+        cls = torchattacks_class(name)
+        params = inspect.signature(cls).parameters
+        kw = {"eps": eps, "steps": steps, "alpha": step_size, "n_classes": None}
+        if "n_classes" in params:
+            with torch.no_grad():
+                kw["n_classes"] = model(x[:1]).shape[1]
+        kw = {k: v for k, v in kw.items() if k in params and v is not None}
+        return cls(model, **kw)(x, y).detach()
+
+    return run
+
+
+def get_attack(name: str):
+    return _torchattacks_fn(name[3:]) if name.startswith("ta:") else ATTACKS.get(name)
+
+
+def default_step_size(eps: float, steps: int) -> float:
+    """2.5 * eps / steps lets an iterative attack walk from one side of the ball to the other."""
+    return 2.5 * eps / steps
+
+
+@contextlib.contextmanager
+def frozen_eval(model: torch.nn.Module):
+    """Eval mode (batch-norm statistics fixed, dropout off) and no parameter gradients, restored after."""
+    modes = [m.training for m in model.modules()]
+    grads = [p.requires_grad for p in model.parameters()]
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for m, t in zip(model.modules(), modes, strict=True):
+            m.training = t
+        for p, g in zip(model.parameters(), grads, strict=True):
+            p.requires_grad_(g)

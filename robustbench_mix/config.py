@@ -1,0 +1,215 @@
+"""Experiments (frozen dataclasses with a stable hash), validation with clear errors, suites and presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field, fields, replace
+
+from .errors import UsageError
+from .registry import unknown
+
+SCHEDULES = ("step", "cosine", "constant")
+# Fields that say where or under which label a run happens, not what it computes: not part of the run id.
+NOT_HASHED = {"preset", "device"}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One training run and its evaluation. Epsilons and step sizes are in /255 units."""
+
+    preset: str = "custom"
+    dataset: str = "digits"
+    model: str = "cnn"
+    method: str = "erm"
+    alpha: float = 0.0
+    dropout: float = 0.0
+    noise: float = 0.0
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    schedule: str = "step"
+    val_fraction: float = 0.0
+    attacks: tuple[str, ...] = ("fgsm", "pgd")
+    eps: tuple[float, ...] = (2.0, 8.0)
+    attack_steps: int = 10
+    attack_step_size: float | None = None  # /255; None means 2.5 * eps / steps (Madry et al.)
+    attack_samples: int = 0  # first N test images are attacked; 0 = all
+    eval_every: int = 0  # clean/memorization curve every N epochs; 0 = only at the end
+    device: str = "auto"
+
+    @property
+    def run_id(self) -> str:
+        return config_hash(self)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Experiment:
+        d = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        return cls(**d)
+
+
+def config_hash(exp: Experiment) -> str:
+    """Stable across processes and Python versions: sha256 of the canonical JSON of the hashed fields."""
+    d = {k: v for k, v in exp.to_dict().items() if k not in NOT_HASHED}
+    d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+    blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+# ----------------------------------------------------------------------------------------- parsing
+def parse_eps(text: str) -> tuple[float, ...]:
+    """'2/255,8/255' or '2,8' -> (2.0, 8.0), in /255 units."""
+    out = []
+    for part in split_list(text, "--eps"):
+        num, sep, den = part.partition("/")
+        try:
+            v = float(num)
+            if sep:
+                if float(den) != 255:
+                    raise UsageError(f"--eps {part!r}: give epsilons in /255 units, e.g. 8/255 or 8")
+        except ValueError:
+            raise UsageError(f"--eps {part!r} is not a number; use e.g. --eps 2/255,8/255") from None
+        out.append(v)
+    return tuple(out)
+
+
+def split_list(text: str, flag: str) -> list[str]:
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    if not parts:
+        raise UsageError(f"{flag} is empty; give a comma-separated list")
+    return parts
+
+
+def parse_numbers(text: str, flag: str, kind=float) -> tuple:
+    out = []
+    for p in split_list(text, flag):
+        try:
+            out.append(kind(p))
+        except ValueError:
+            raise UsageError(f"{flag} {p!r} is not {'an integer' if kind is int else 'a number'}") from None
+    return tuple(out)
+
+
+def fmt_eps(e: float) -> str:
+    """8.0 -> '8/255'."""
+    return f"{e:g}/255"
+
+
+# -------------------------------------------------------------------------------------- validation
+def validate(exp: Experiment) -> None:
+    """Raise UsageError naming the bad value and what is allowed. Cheap: no data is loaded here."""
+    from .attacks import check_attack_name
+    from .methods import METHODS
+    from .models import MODELS
+
+    MODELS.get(exp.model)
+    METHODS.get(exp.method)
+    for a in exp.attacks:
+        check_attack_name(a)
+    checks = [
+        (exp.alpha >= 0, f"alpha {exp.alpha} is negative; mixup needs alpha >= 0 (0 = no mixing)"),
+        (0 <= exp.noise < 1, f"noise {exp.noise} is outside [0, 1): it is the fraction of corrupted labels"),
+        (0 <= exp.dropout < 1, f"dropout {exp.dropout} is outside [0, 1)"),
+        (exp.epochs >= 1, f"epochs {exp.epochs} must be at least 1"),
+        (exp.batch_size >= 1, f"batch size {exp.batch_size} must be at least 1"),
+        (exp.lr > 0, f"learning rate {exp.lr} must be positive"),
+        (exp.weight_decay >= 0, f"weight decay {exp.weight_decay} must be >= 0"),
+        (0 <= exp.momentum < 1, f"momentum {exp.momentum} is outside [0, 1)"),
+        (exp.schedule in SCHEDULES, unknown("schedule", exp.schedule, list(SCHEDULES))),
+        (0 <= exp.val_fraction < 1, f"validation fraction {exp.val_fraction} is outside [0, 1)"),
+        (exp.attack_steps >= 1, f"attack steps {exp.attack_steps} must be at least 1"),
+        (exp.attack_step_size is None or exp.attack_step_size > 0,
+         f"attack step size {exp.attack_step_size} must be positive (in /255 units)"),
+        (exp.attack_samples >= 0, f"attack samples {exp.attack_samples} must be >= 0 (0 = whole test set)"),
+        (exp.eval_every >= 0, f"eval-every {exp.eval_every} must be >= 0 (0 = only at the end)"),
+        (exp.device == "auto" or exp.device == "cpu" or exp.device.startswith("cuda"),
+         f"device {exp.device!r} is not one of auto, cpu, cuda, cuda:N"),
+    ]
+    for e in exp.eps:
+        checks.append((0 <= e <= 255, f"epsilon {fmt_eps(e)} is outside [0, 255/255]: "
+                                      f"epsilons are fractions of the pixel range, given in /255 units"))
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)
+
+
+# ------------------------------------------------------------------------------------ suites/presets
+@dataclass(frozen=True)
+class Variant:
+    """A column of a results table: a method with its parameters."""
+
+    method: str
+    alpha: float = 0.0
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named grid: variants x label-noise rates x seeds over a base experiment."""
+
+    name: str
+    description: str
+    base: Experiment
+    variants: tuple[Variant, ...]
+    noise: tuple[float, ...] = (0.0,)
+    seeds: tuple[int, ...] = (0,)
+    extra: dict = field(default_factory=dict)
+
+    def expand(self) -> list[Experiment]:
+        from .methods import USES_ALPHA
+
+        if not self.seeds:
+            raise UsageError("the seed list is empty; give at least one seed, e.g. --seeds 0")
+        if not self.variants:
+            raise UsageError("the method list is empty; give at least one, e.g. --methods erm,mixup")
+        runs = []
+        for v, p, s in itertools.product(self.variants, self.noise, self.seeds):
+            alpha = v.alpha if v.method in USES_ALPHA else 0.0
+            runs.append(replace(self.base, preset=self.name, method=v.method, alpha=alpha,
+                                dropout=v.dropout, noise=p, seed=s))
+        unique = list(dict.fromkeys(runs))  # e.g. erm listed with two alphas is one run
+        return unique
+
+
+def _paper_cifar(dataset: str) -> Experiment:
+    # The paper's CIFAR recipe (Zhang et al. 2018, Sec. 3.2 / the authors' code): PreAct ResNet-18,
+    # 200 epochs, batch 128, lr 0.1 divided by 10 at epochs 100 and 150, weight decay 1e-4.
+    return Experiment(dataset=dataset, model="preact_resnet18", epochs=200, batch_size=128, lr=0.1,
+                      weight_decay=1e-4, schedule="step", attacks=("fgsm", "pgd"), eps=(2.0, 8.0),
+                      attack_samples=0)
+
+
+ERM_MIXUP = (Variant("erm"), Variant("mixup", alpha=1.0))
+
+PRESETS: dict[str, Suite] = {
+    s.name: s
+    for s in [
+        Suite("quick", "digits, small CNN, ERM vs mixup (alpha=1), label noise 0 and 0.4; CPU, no download",
+              Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05,
+                         weight_decay=5e-4, schedule="cosine", eps=(2.0, 8.0, 16.0), eval_every=5),
+              ERM_MIXUP, noise=(0.0, 0.4)),
+        Suite("cifar10", "the paper's CIFAR-10 generalization recipe (PreAct ResNet-18, 200 epochs)",
+              _paper_cifar("cifar10"), ERM_MIXUP),
+        Suite("cifar100", "the paper's CIFAR-100 generalization recipe (PreAct ResNet-18, 200 epochs)",
+              _paper_cifar("cifar100"), ERM_MIXUP),
+    ]
+}
+
+
+def get_preset(name: str) -> Suite:
+    if name not in PRESETS:
+        raise UsageError(unknown("preset", name, sorted(PRESETS)))
+    return PRESETS[name]

@@ -1,0 +1,321 @@
+"""Data sets as uint8 image tensors, label corruption, the validation split and on-device augmentation.
+
+Every loader returns an :class:`ImageData` on the CPU: images ``(N, C, H, W)`` uint8 and labels int64.
+:func:`prepare` moves it to the training device once; batches are sliced, augmented and converted to
+float there, so no per-image CPU work happens during training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import UsageError
+from .registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+@dataclass
+class ImageData:
+    name: str
+    train_x: torch.Tensor  # (N, C, H, W) uint8
+    train_y: torch.Tensor  # (N,) int64, the true labels
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: list[str]
+    augment: str  # "crop_flip" for 32x32 natural images, "none" for digits
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training images in [0, 1], for the model's normalization layer."""
+        x = self.train_x.double() / 255.0
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+        return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """'imagefolder:/data/x' -> ('imagefolder', '/data/x'); 'digits' -> ('digits', None)."""
+    name, sep, arg = spec.partition(":")
+    return name, (arg if sep else None)
+
+
+def check_dataset_spec(spec: str) -> None:
+    name, arg = split_spec(spec)
+    DATASETS.get(name)
+    if name == "imagefolder":
+        if not arg:
+            raise UsageError("dataset 'imagefolder' needs a path: --dataset imagefolder:PATH")
+        scan_image_folder(Path(arg))
+    elif arg is not None:
+        raise UsageError(f"dataset {name!r} takes no ':' argument (got {spec!r})")
+
+
+def load(spec: str, data_dir: str | os.PathLike) -> ImageData:
+    name, arg = split_spec(spec)
+    loader = DATASETS.get(name)
+    return loader(arg, Path(data_dir)) if name == "imagefolder" else loader(Path(data_dir))
+
+
+# --------------------------------------------------------------------------------------------- loaders
+@DATASETS.register("digits")
+def load_digits(data_dir: Path) -> ImageData:
+    """scikit-learn's embedded handwritten digits: 1,797 real 8x8 images with 17 grey levels.
+
+    A fixed split (seed 0, independent of the run's seed) keeps the test set the same across runs.
+    """
+    from sklearn.datasets import load_digits as sk_load
+
+    d = sk_load()
+    x = np.rint(d.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(y))
+    n_test = 497  # leaves 1,300 training images
+    test, train = order[:n_test], order[n_test:]
+    return ImageData(
+        "digits",
+        torch.from_numpy(x[train]),
+        torch.from_numpy(y[train]),
+        torch.from_numpy(x[test]),
+        torch.from_numpy(y[test]),
+        [str(i) for i in range(10)],
+        "none",
+    )
+
+
+def _torchvision_cifar(cls_name: str, files: str, data_dir: Path) -> ImageData:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        train = cls(str(data_dir), train=True, download=True)
+        test = cls(str(data_dir), train=False, download=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as e:
+        raise UsageError(
+            f"could not load {cls_name} from --data-dir {str(data_dir)!r}: {e}. "
+            f"The files expected there are {files}; they are downloaded when absent, which needs a network. "
+            f"Without one, copy them into a folder and pass it as --data-dir, or use --dataset "
+            f"imagefolder:PATH or --dataset digits (embedded, no download)."
+        ) from e
+
+    def to_t(ds):
+        return (torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2))),
+                torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64))
+
+    (trx, try_), (tex, tey) = to_t(train), to_t(test)
+    return ImageData(cls_name.lower(), trx, try_, tex, tey, list(train.classes), "crop_flip")
+
+
+@DATASETS.register("cifar10")
+def load_cifar10(data_dir: Path) -> ImageData:
+    return _torchvision_cifar("CIFAR10", "cifar-10-python.tar.gz or its unpacked cifar-10-batches-py/",
+                              data_dir)
+
+
+@DATASETS.register("cifar100")
+def load_cifar100(data_dir: Path) -> ImageData:
+    return _torchvision_cifar("CIFAR100", "cifar-100-python.tar.gz or its unpacked cifar-100-python/",
+                              data_dir)
+
+
+def scan_image_folder(root: Path) -> dict[str, list[tuple[Path, int]]]:
+    """List (file, class index) per split, checking the layout; errors name what is wrong."""
+    if not root.is_dir():
+        raise UsageError(f"image folder {str(root)!r} does not exist or is not a folder")
+    missing = [s for s in ("train", "test") if not (root / s).is_dir()]
+    if missing:
+        raise UsageError(f"image folder {str(root)!r} has no {' or '.join(s + '/' for s in missing)}; "
+                         f"expected {root}/train/<class>/* and {root}/test/<class>/*")
+    classes = {}
+    for split in ("train", "test"):
+        classes[split] = sorted(p.name for p in (root / split).iterdir() if p.is_dir())
+        if not classes[split]:
+            raise UsageError(f"image folder {str(root / split)!r} has no class folders")
+    if classes["train"] != classes["test"]:
+        only_train = sorted(set(classes["train"]) - set(classes["test"]))
+        only_test = sorted(set(classes["test"]) - set(classes["train"]))
+        raise UsageError(f"image folder {str(root)!r}: classes differ between train/ and test/ "
+                         f"(only in train: {only_train or 'none'}; only in test: {only_test or 'none'})")
+    files: dict[str, list[tuple[Path, int]]] = {}
+    for split in ("train", "test"):
+        files[split] = []
+        for ci, c in enumerate(classes["train"]):
+            found = sorted(p for p in (root / split / c).iterdir() if p.is_file() and not p.name.startswith("."))
+            if not found:
+                raise UsageError(f"image folder class {str(root / split / c)!r} is empty")
+            files[split].extend((p, ci) for p in found)
+    files["classes"] = classes["train"]  # type: ignore[assignment]
+    return files
+
+
+def _decode(path: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise UsageError(f"{str(path)!r} is not a readable image ({e.__class__.__name__}); "
+                         f"an image folder may hold only images ({', '.join(sorted(IMAGE_SUFFIXES))})") from e
+
+
+@DATASETS.register("imagefolder")
+def load_image_folder(arg: str, data_dir: Path) -> ImageData:
+    """Decode ``PATH/{train,test}/<class>/*`` once and cache the uint8 arrays under --data-dir."""
+    root = Path(arg).expanduser().resolve()
+    listing = scan_image_folder(root)
+    classes: list[str] = listing.pop("classes")  # type: ignore[assignment]
+    key = hashlib.sha256()
+    for split in ("train", "test"):
+        for p, c in listing[split]:
+            st = p.stat()
+            key.update(f"{p.relative_to(root)}|{c}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    cache = data_dir / f"imagefolder-{root.name}-{key.hexdigest()[:12]}.npz"
+    if cache.exists():
+        try:
+            z = np.load(cache)
+            arrays = {k: torch.from_numpy(z[k]) for k in ("train_x", "train_y", "test_x", "test_y")}
+            return ImageData(f"imagefolder:{root.name}", **arrays, classes=classes,
+                             augment=_augment_for(arrays["train_x"].shape))
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache is rebuilt below
+    arrays = {}
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # PIL decodes outside the GIL
+        for split in ("train", "test"):
+            imgs = list(pool.map(_decode, [p for p, _ in listing[split]]))
+            shapes = {im.shape for im in imgs}
+            if len(shapes) != 1:
+                first = imgs[0].shape
+                odd = next(p for (p, _), im in zip(listing[split], imgs, strict=True) if im.shape != first)
+                raise UsageError(f"images in {str(root)!r} differ in size: {str(odd)!r} is "
+                                 f"{odd_shape(imgs, first)} but the first is {first[1]}x{first[0]}")
+            arrays[f"{split}_x"] = np.ascontiguousarray(np.stack(imgs).transpose(0, 3, 1, 2))
+            arrays[f"{split}_y"] = np.array([c for _, c in listing[split]], dtype=np.int64)
+    if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
+        raise UsageError(f"train and test images in {str(root)!r} differ in size")
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # caching is an optimisation; a read-only --data-dir only costs the decode next time
+    tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return ImageData(f"imagefolder:{root.name}", **tensors, classes=classes,
+                     augment=_augment_for(arrays["train_x"].shape))
+
+
+def odd_shape(imgs: list[np.ndarray], first: tuple) -> str:
+    s = next(im.shape for im in imgs if im.shape != first)
+    return f"{s[1]}x{s[0]}"
+
+
+def _augment_for(shape) -> str:
+    return "crop_flip" if shape[-1] >= 24 else "none"
+
+
+# ----------------------------------------------------------------------------------- label corruption
+def corrupt_labels(y: np.ndarray, num_classes: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's protocol: a seeded fraction ``rate`` of examples gets a label drawn uniformly from all
+    classes (so about 1/num_classes of them keep their true label). Returns (noisy labels, corrupted mask).
+    """
+    rng = np.random.default_rng([seed, 2018])
+    n = len(y)
+    k = int(round(rate * n))
+    idx = rng.choice(n, size=k, replace=False)
+    noisy = y.copy()
+    noisy[idx] = rng.integers(0, num_classes, size=k)
+    mask = np.zeros(n, dtype=bool)
+    mask[idx] = True
+    return noisy, mask
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train indices, validation indices) of the (noisy) training set; never touches the test set."""
+    if fraction <= 0:
+        return np.arange(n), np.arange(0)
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    k = int(round(fraction * n))
+    return np.sort(order[k:]), np.sort(order[:k])
+
+
+@dataclass
+class Prepared:
+    """What the trainer and evaluators see: tensors on the device, noisy labels and bookkeeping."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor  # noisy labels used for training
+    train_true_y: torch.Tensor
+    corrupted: torch.Tensor  # bool mask over the training subset
+    val_x: torch.Tensor
+    val_y: torch.Tensor  # noisy, like the data it was held out from
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    augment: str
+    corrupted_index: np.ndarray  # indices into the original training set
+
+
+def prepare(data: ImageData, noise: float, val_fraction: float, seed: int, device: torch.device) -> Prepared:
+    y = data.train_y.numpy()
+    noisy, mask = corrupt_labels(y, data.num_classes, noise, seed)
+    tr, va = validation_split(len(y), val_fraction, seed)
+
+    def dev(a):
+        return torch.as_tensor(a).to(device)
+
+    return Prepared(
+        train_x=dev(data.train_x[tr]),
+        train_y=dev(noisy[tr]),
+        train_true_y=dev(y[tr]),
+        corrupted=dev(mask[tr]),
+        val_x=dev(data.train_x[va]),
+        val_y=dev(noisy[va]),
+        test_x=dev(data.test_x),
+        test_y=dev(data.test_y),
+        num_classes=data.num_classes,
+        augment=data.augment,
+        corrupted_index=np.flatnonzero(mask),
+    )
+
+
+# ------------------------------------------------------------------------------- on-device augmentation
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float32 in [0, 1] on the same device."""
+    return x.float().div_(255.0)
+
+
+def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, batched on x's device (uint8 in and out)."""
+    n, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dev = x.device
+    off = torch.randint(0, 2 * pad + 1, (2, n), device=dev, generator=generator)
+    rows = (off[0, :, None] + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (off[1, :, None] + torch.arange(w, device=dev))[:, None, None, :]
+    flip = torch.rand(n, device=dev, generator=generator) < 0.5
+    cols = torch.where(flip[:, None, None, None], (2 * off[1, :, None, None, None] + w - 1) - cols, cols)
+    bi = torch.arange(n, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[bi, ci, rows, cols]
+
+
+AUGMENTATIONS = {"none": lambda x, g: x, "crop_flip": crop_flip}

@@ -1,0 +1,68 @@
+"""PNG plots from a runs.csv frame: robust accuracy against epsilon, and training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .results import final_rows  # noqa: E402
+
+
+def label(r) -> str:
+    s = r["method"] + (f" α={r['alpha']:g}" if r["method"] == "mixup" else "")
+    s += f" drop={r['dropout']:g}" if r["dropout"] else ""
+    return s + f", noise {r['noise']:g}"
+
+
+def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
+    """Test accuracy (mean over seeds) against epsilon, one panel per attack; epsilon 0 is clean accuracy."""
+    d = final_rows(df)
+    adv = d[(d["metric"] == "acc") & (d["attack"] != "none") & (d["split"] == "test")]
+    if adv.empty:
+        return None
+    clean = d[(d["metric"] == "acc") & (d["attack"] == "none") & (d["split"] == "test")]
+    attacks = list(dict.fromkeys(adv["attack"]))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.5 * len(attacks), 3.6), squeeze=False)
+    keys = ["dataset", "model", "method", "alpha", "dropout", "noise"]
+    for ax, a in zip(axes[0], attacks, strict=True):
+        pts = pd.concat([clean.assign(attack=a), adv[adv["attack"] == a]])
+        for k, g in pts.groupby(keys):
+            m = g.groupby("eps")["value"].mean().sort_index()
+            ax.plot(m.index * 255, m.values * 100, marker="o", label=label(dict(zip(keys, k, strict=True))))
+        ax.set_title(f"{a} ({d['dataset'].iloc[0]}, {d['model'].iloc[0]})")
+        ax.set_xlabel("epsilon (/255)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(df: pd.DataFrame, path: Path) -> Path | None:
+    """Test accuracy and memorized fraction of corrupted labels against epoch (needs --eval-every)."""
+    clean = df[(df["attack"] == "none")]
+    test = clean[(clean["split"] == "test") & (clean["metric"] == "acc")]
+    mem = clean[(clean["split"] == "train_corrupted") & (clean["metric"] == "memorized")]
+    if test["epoch"].nunique() < 2:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    keys = ["method", "alpha", "dropout", "noise"]
+    for ax, d, title in ((axes[0], test, "test accuracy (%)"), (axes[1], mem, "corrupted labels memorized (%)")):
+        for k, g in d.groupby(keys):
+            m = g.groupby("epoch")["value"].mean().sort_index()
+            ax.plot(m.index, m.values * 100, label=label(dict(zip(keys, k, strict=True))))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,217 @@
+"""The results contract: the columns of runs.csv, atomic writes, schema-checked loading and summaries."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from . import __version__
+from .config import Experiment, fmt_eps
+
+CONFIG_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
+                  "epochs", "batch_size", "lr", "weight_decay", "schedule"]
+MEASURE_COLUMNS = ["epoch", "split", "attack", "eps", "metric", "value"]
+PROVENANCE_COLUMNS = ["torch", "device", "git_rev", "created_at"]
+# Added after the design sketch's contract (appended, never renamed): the full config as JSON so a row
+# alone says how to rerun it, the command line that produced it and the package version.
+EXTRA_COLUMNS = ["config", "command", "package_version"]
+COLUMNS = CONFIG_COLUMNS + MEASURE_COLUMNS + PROVENANCE_COLUMNS + EXTRA_COLUMNS
+KEY = ["run_id", "epoch", "split", "attack", "eps", "metric"]
+SPLITS = {"train", "train_clean", "train_corrupted", "val", "test"}
+NUMERIC = ["alpha", "dropout", "noise", "seed", "epochs", "batch_size", "lr", "weight_decay", "epoch", "eps",
+           "value"]
+FAILURE_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
+                   "reason", "created_at", "config"]
+
+
+class ResultsError(ValueError):
+    """A results file that does not follow the contract; the message names the file, column or row."""
+
+
+def git_rev() -> str:
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5)
+        if rev.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, rev: str) -> pd.DataFrame:
+    cfg = exp.to_dict()
+    common = {c: cfg[c] for c in CONFIG_COLUMNS if c != "run_id"}
+    common.update(run_id=exp.run_id, torch=torch.__version__, device=device, git_rev=rev, created_at=now(),
+                  config=exp.to_json(), command=command, package_version=__version__)
+    df = pd.DataFrame([{**common, **r} for r in rows])
+    return df[COLUMNS] if len(df) else pd.DataFrame(columns=COLUMNS)
+
+
+def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as f:
+        df.to_csv(f, index=False, float_format="%.6g")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_runs(path: str | Path) -> pd.DataFrame:
+    """Read a runs.csv and check it against the contract; errors name the file, column and row."""
+    path = Path(path)
+    try:
+        df = pd.read_csv(path, dtype={"run_id": str, "attack": str, "git_rev": str}, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise ResultsError(f"{path}: the file is empty; expected a header with columns {', '.join(COLUMNS)}") from None
+    except pd.errors.ParserError as e:
+        raise ResultsError(f"{path}: not a well-formed CSV ({e}); was it truncated?") from e
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")
+    if list(df.columns[:len(COLUMNS)]) != COLUMNS:
+        raise ResultsError(f"{path}: columns out of order; expected {', '.join(COLUMNS)} first")
+    empty = df[COLUMNS].astype(str).eq("")
+    if empty.any(axis=None):
+        i = int(empty.any(axis=1).idxmax())
+        col = empty.columns[empty.iloc[i].to_numpy()][0]
+        raise ResultsError(f"{path}: line {i + 2} has no value in column {col!r}; was the file truncated?")
+    for c in NUMERIC:
+        bad = pd.to_numeric(df[c], errors="coerce").isna() & (df[c].astype(str) != "nan")
+        if bad.any():
+            i = int(bad.idxmax())
+            raise ResultsError(f"{path}: row {i + 2} (line {i + 2}), column {c!r} holds {df[c].iloc[i]!r}, "
+                               f"not a number; was the file truncated or edited?")
+        df[c] = pd.to_numeric(df[c])
+    bad_split = ~df["split"].isin(SPLITS)
+    if bad_split.any():
+        i = int(bad_split.idxmax())
+        raise ResultsError(f"{path}: line {i + 2} has split {df['split'].iloc[i]!r}; "
+                           f"allowed: {', '.join(sorted(SPLITS))}")
+    dup = df.duplicated(KEY)
+    if dup.any():
+        i = int(dup.idxmax())
+        raise ResultsError(f"{path}: line {i + 2} repeats the measurement "
+                           f"{dict(df.loc[i, KEY])} of an earlier row")
+    return df
+
+
+def merge_run(path: Path, run_rows: pd.DataFrame) -> pd.DataFrame:
+    """Replace this run's rows in ``path`` (atomically), so a results file never holds a row twice."""
+    old = load_runs(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
+    ids = set(run_rows["run_id"])
+    merged = pd.concat([old[~old["run_id"].isin(ids)], run_rows], ignore_index=True) if len(old) else run_rows
+    merged = merged.sort_values(["preset", "run_id", "epoch"], kind="stable").reset_index(drop=True)
+    atomic_write_csv(merged, path)
+    return merged
+
+
+def finished_ids(path: Path) -> set[str]:
+    return set(load_runs(path)["run_id"]) if path.exists() else set()
+
+
+def record_failure(path: Path, exp: Experiment, reason: str) -> None:
+    old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
+    rec = {c: v for c, v in exp.to_dict().items() if c in FAILURE_COLUMNS}
+    rec.update(run_id=exp.run_id, reason=reason, created_at=now(), config=exp.to_json())
+    new = pd.DataFrame([rec])[FAILURE_COLUMNS]
+    if old is not None and len(old):
+        new = pd.concat([old[old["run_id"] != exp.run_id], new], ignore_index=True)
+    atomic_write_csv(new, path)
+
+
+def clear_failure(path: Path, run_id: str) -> None:
+    if path.exists():
+        old = pd.read_csv(path, dtype=str, keep_default_na=False)
+        rest = old[old["run_id"] != run_id]
+        if len(rest) != len(old):
+            if len(rest):
+                atomic_write_csv(rest, path)
+            else:
+                path.unlink()
+
+
+# ------------------------------------------------------------------------------------------ summaries
+GROUP = [c for c in CONFIG_COLUMNS if c not in ("run_id", "seed")]
+SUMMARY_SKIP_METRICS = {"max_linf_255"}
+
+
+def metric_name(split: str, attack: str, eps: float, metric: str) -> str:
+    """'test acc', 'fgsm 8/255 acc', 'train_corrupted memorized'."""
+    if attack == "none":
+        return f"{split} {metric}"
+    return f"{attack} {fmt_eps(round(eps * 255, 3))} {metric}"
+
+
+def _column_rank(name: str) -> tuple:
+    """Clean test metrics first, then validation, training-set (memorization) and attack columns."""
+    first = name.split(" ")[0]
+    rank = {"test": 0, "val": 1, "train_clean": 2, "train_corrupted": 3}.get(first, 4)
+    return (rank,) if rank < 4 else (rank, first)
+
+
+def final_rows(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["epoch"] == df["epochs"]]
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration (seeds pooled): ``<metric> mean`` and ``<metric> std`` columns, n_seeds."""
+    d = final_rows(df)
+    d = d[~d["metric"].isin(SUMMARY_SKIP_METRICS) & (d["split"] != "train")].copy()
+    if d.empty:
+        return pd.DataFrame(columns=GROUP + ["n_seeds"])
+    d["name"] = [metric_name(*t) for t in zip(d["split"], d["attack"], d["eps"], d["metric"], strict=True)]
+    order = sorted(dict.fromkeys(d["name"]), key=_column_rank)
+    per_seed = d.pivot_table(index=GROUP + ["seed"], columns="name", values="value", aggfunc="first")
+    g = per_seed.groupby(level=GROUP, sort=True)
+    mean, std = g.mean(), g.std(ddof=1)
+    out = pd.DataFrame(index=mean.index)
+    for name in order:
+        out[f"{name} mean"] = mean[name]
+        out[f"{name} std"] = std[name]
+    out["n_seeds"] = g.size()
+    return out.reset_index()
+
+
+def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = False) -> str:
+    """A readable table: only the config columns that vary, metrics as mean ± std (accuracies in %).
+
+    Unless ``full``, top-5 and clean-subset training accuracy are left out (they stay in summary.csv).
+    """
+    if summary.empty:
+        return "(no finished runs)\n"
+    varying = [c for c in GROUP if summary[c].nunique() > 1] or ["method"]
+    names = [c[:-5] for c in summary.columns if c.endswith(" mean")]
+    if not full:
+        names = [n for n in names if "top5" not in n and n != "train_clean acc"]
+    head = varying + names + ["seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summary.iterrows():
+        cells = [f"{r[c]:g}" if isinstance(r[c], float) else str(r[c]) for c in varying]
+        for n in names:
+            m, s = r[f"{n} mean"], r[f"{n} std"]
+            scale = 100.0 if percent and ("acc" in n or "memorized" in n or "ece" in n) else 1.0
+            cells.append("" if pd.isna(m) else f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}"))
+        cells.append(str(int(r["n_seeds"])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

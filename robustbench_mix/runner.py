@@ -1,0 +1,45 @@
+"""One experiment end to end: prepare data on the device, build the model, train, evaluate -> rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Experiment
+from .data import ImageData, prepare
+from .errors import UsageError
+from .evaluate import final_rows
+from .models import build
+from .train import Hook, fit
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
+                         "use --device cpu or --device auto")
+    return torch.device(name)
+
+
+def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None, checkpoint_every: int = 1,
+                   eval_batch_size: int = 1000, progress: bool = True, hooks: tuple[Hook, ...] = ()
+                   ) -> list[dict]:
+    """Train and evaluate; rows carry ``epoch`` (curve rows at their epoch, final rows at ``exp.epochs``)."""
+    device = resolve_device(exp.device)
+    prepared = prepare(data, exp.noise, exp.val_fraction, exp.seed, device)
+    if run_dir is not None and exp.noise > 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        np.save(run_dir / "corrupted_index.npy", prepared.corrupted_index)  # which labels were replaced
+    torch.manual_seed(exp.seed)
+    mean, std = data.channel_stats()
+    model = build(exp.model, in_shape=data.shape, num_classes=data.num_classes, mean=mean, std=std,
+                  dropout=exp.dropout).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    curves = fit(exp, prepared, model, run_dir=run_dir, checkpoint_every=checkpoint_every,
+                 eval_batch_size=eval_batch_size, progress=progress, hooks=hooks)
+    final = final_rows(model, prepared, exp, eval_batch_size)
+    return curves + [dict(r, epoch=exp.epochs) for r in final]

@@ -1,0 +1,234 @@
+"""``python -m robustbench_mix.suite``: expand a preset's grid, validate everything, train and evaluate each
+run (skipping finished ones, resuming unfinished ones), and write runs.csv, summaries and plots."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .attacks import ATTACKS
+from .config import (
+    PRESETS,
+    Experiment,
+    Suite,
+    Variant,
+    fmt_eps,
+    get_preset,
+    parse_eps,
+    parse_numbers,
+    split_list,
+    validate,
+)
+from .data import DATASETS, ImageData, check_dataset_spec, load, split_spec
+from .errors import RunFailed, UsageError
+from .methods import METHODS
+from .models import MODELS
+from .plots import robust_accuracy, training_curves
+from .results import (
+    ResultsError,
+    atomic_write_csv,
+    clear_failure,
+    device_name,
+    finished_ids,
+    git_rev,
+    load_runs,
+    merge_run,
+    record_failure,
+    summarize,
+    summary_markdown,
+    to_frame,
+)
+from .runner import resolve_device, run_experiment
+
+
+def build_parser() -> argparse.ArgumentParser:
+    presets = "\n".join(f"  {n:10s} {s.description}" for n, s in PRESETS.items())
+    p = argparse.ArgumentParser(
+        prog="python -m robustbench_mix.suite",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train ERM/mixup grids, then measure clean accuracy, FGSM/PGD accuracy and memorization.",
+        epilog=f"presets:\n{presets}\n\ndatasets: {', '.join(DATASETS)} (imagefolder:PATH)\n"
+               f"models: {', '.join(MODELS)}\nmethods: {', '.join(METHODS)}\n"
+               f"attacks: {', '.join(ATTACKS)}, ta:NAME (any torchattacks attack, optional extra)\n\n"
+               "Lists are comma-separated. Epsilons and step sizes are in /255 units (8/255 or 8).",
+    )
+    a = p.add_argument
+    a("--preset", default="quick", help="named grid to start from (default: quick)")
+    a("--dataset", help="digits, cifar10, cifar100 or imagefolder:PATH")
+    a("--model", help=f"one of {', '.join(MODELS)}")
+    a("--methods", help="comma-separated methods, e.g. erm,mixup")
+    a("--alpha", help="mixup alpha(s), e.g. 1 or 1,8; a grid axis for methods that use alpha")
+    a("--dropout", help="dropout rate(s), e.g. 0,0.5; a grid axis")
+    a("--noise", help="label-noise rate(s) in [0, 1), e.g. 0,0.2")
+    a("--seeds", help="seeds, e.g. 0,1,2")
+    a("--epochs", type=int, help="training epochs")
+    a("--batch-size", type=int, help="training batch size")
+    a("--lr", type=float, help="peak learning rate")
+    a("--weight-decay", type=float, help="SGD weight decay")
+    a("--schedule", help="step (lr/10 at 50%% and 75%%), cosine or constant")
+    a("--val-fraction", type=float, help="fraction of the (noisy) training set held out for model selection")
+    a("--attacks", help="attacks, e.g. fgsm,pgd,ifgsm or ta:AutoAttack")
+    a("--eps", help="epsilons in /255 units, e.g. 2/255,8/255")
+    a("--attack-steps", type=int, help="steps of the iterative attacks (default 10)")
+    a("--attack-step-size", type=float, help="step size in /255 units (default 2.5*eps/steps)")
+    a("--attack-samples", type=int, help="attack the first N test images (0 = all)")
+    a("--eval-every", type=int, help="record clean/memorization curves every N epochs (0 = end only)")
+    a("--device", help="auto (default), cpu, cuda or cuda:N")
+    a("--data-dir", default=os.environ.get("ROBUSTBENCH_MIX_DATA", "data"),
+      help="where data sets are downloaded or cached (default: ./data or $ROBUSTBENCH_MIX_DATA)")
+    a("--out", help="results directory (default: results/<preset>)")
+    a("--checkpoint-every", type=int, default=1, help="checkpoint every N epochs (default 1)")
+    a("--eval-batch-size", type=int, default=1000, help="batch size of evaluation and attacks")
+    a("--force", action="store_true", help="rerun runs that already finished")
+    a("--dry-run", action="store_true", help="list the runs and their status without training")
+    a("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def suite_from_args(args) -> Suite:
+    suite = get_preset(args.preset)
+    base = suite.base
+    simple = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
+              "lr": args.lr, "weight_decay": args.weight_decay, "schedule": args.schedule,
+              "val_fraction": args.val_fraction, "attack_steps": args.attack_steps,
+              "attack_step_size": args.attack_step_size, "attack_samples": args.attack_samples,
+              "eval_every": args.eval_every, "device": args.device}
+    base = replace(base, **{k: v for k, v in simple.items() if v is not None})
+    if args.attacks is not None:
+        base = replace(base, attacks=tuple(split_list(args.attacks, "--attacks")))
+    if args.eps is not None:
+        base = replace(base, eps=parse_eps(args.eps))
+    variants = suite.variants
+    if args.methods or args.alpha or args.dropout:
+        methods = split_list(args.methods, "--methods") if args.methods else list(
+            dict.fromkeys(v.method for v in variants))
+        alphas = parse_numbers(args.alpha, "--alpha") if args.alpha else tuple(
+            dict.fromkeys(v.alpha for v in variants if v.method == "mixup")) or (1.0,)
+        drops = parse_numbers(args.dropout, "--dropout") if args.dropout else (0.0,)
+        variants = tuple(Variant(m, a, d) for m in methods for a in alphas for d in drops)
+    noise = parse_numbers(args.noise, "--noise") if args.noise is not None else suite.noise
+    seeds = parse_numbers(args.seeds, "--seeds", int) if args.seeds is not None else suite.seeds
+    return replace(suite, base=base, variants=variants, noise=noise, seeds=seeds)
+
+
+def check_writable(path: Path, flag: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {str(path)!r} is not writable ({e.strerror or e})") from None
+
+
+def check_runs(runs: list[Experiment], args) -> None:
+    """Everything that can be checked before training: names, ranges, device, folders."""
+    for exp in runs:
+        validate(exp)
+    for spec in dict.fromkeys(r.dataset for r in runs):
+        check_dataset_spec(spec)
+        if split_spec(spec)[0] in ("cifar10", "cifar100"):
+            check_writable(Path(args.data_dir), "--data-dir")
+    for dev in dict.fromkeys(r.device for r in runs):
+        resolve_device(dev)
+    for flag, v in (("--checkpoint-every", args.checkpoint_every), ("--eval-batch-size", args.eval_batch_size)):
+        if v < 1:
+            raise UsageError(f"{flag} {v} must be at least 1")
+
+
+def check_sizes(exp: Experiment, data: ImageData) -> None:
+    n_train = len(data.train_y) - int(round(exp.val_fraction * len(data.train_y)))
+    if exp.batch_size > n_train:
+        raise UsageError(f"batch size {exp.batch_size} is larger than the training set of {exp.dataset} "
+                         f"({n_train} examples after the validation split); use --batch-size {n_train} or less")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        return _main(args, "python -m robustbench_mix.suite " + shlex.join(argv))
+    except (UsageError, ResultsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(args, command: str) -> int:
+    suite = suite_from_args(args)
+    runs = suite.expand()
+    check_runs(runs, args)
+    out = Path(args.out or Path("results") / suite.name)
+    runs_csv, failures_csv = out / "runs.csv", out / "failures.csv"
+    done = finished_ids(runs_csv)
+    if args.dry_run:
+        print(f"{len(runs)} runs in preset {suite.name!r} -> {out}")
+        for r in runs:
+            state = "finished" if r.run_id in done else (
+                "partial" if (out / "runs" / r.run_id / "checkpoint.pt").exists() else "new")
+            print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g} "
+                  f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}")
+        return 0
+    check_writable(out, "--out")
+    datasets = {spec: load(spec, args.data_dir) for spec in dict.fromkeys(r.dataset for r in runs)}
+    for r in runs:
+        check_sizes(r, datasets[r.dataset])
+
+    rev = git_rev()
+    failed: list[tuple[Experiment, str]] = []
+    t_suite = time.perf_counter()
+    for i, exp in enumerate(runs, 1):
+        tag = (f"[{i}/{len(runs)}] {exp.run_id} {exp.method} alpha={exp.alpha:g} dropout={exp.dropout:g} "
+               f"noise={exp.noise:g} seed={exp.seed}")
+        if exp.run_id in done and not args.force:
+            print(f"{tag}: finished earlier, skipped (--force reruns)", file=sys.stderr)
+            continue
+        run_dir = out / "runs" / exp.run_id
+        if args.force and (run_dir / "checkpoint.pt").exists():
+            (run_dir / "checkpoint.pt").unlink()
+        t0 = time.perf_counter()
+        try:
+            rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir,
+                                  checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
+                                  progress=not args.no_progress)
+        except (RunFailed, torch.OutOfMemoryError) as e:
+            reason = f"{e.__class__.__name__}: {e}"
+            record_failure(failures_csv, exp, reason)
+            failed.append((exp, reason))
+            print(f"{tag}: FAILED: {reason}", file=sys.stderr)
+            continue
+        dev = device_name(resolve_device(exp.device))
+        merge_run(runs_csv, to_frame(exp, rows, device=dev, command=command, rev=rev))
+        clear_failure(failures_csv, exp.run_id)
+        print(f"{tag}: done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+
+    if runs_csv.exists():
+        df = load_runs(runs_csv)
+        summary = summarize(df)
+        atomic_write_csv(summary, out / "summary.csv")
+        md = summary_markdown(summary)
+        (out / "summary.md").write_text(f"# {suite.name}: summary\n\n{suite.description}. Accuracies, "
+                                        f"memorized and ECE in %, mean ± std over seeds; epsilons in /255.\n\n"
+                                        + md)
+        robust_accuracy(df, out / "robust_accuracy.png")
+        training_curves(df, out / "curves.png")
+        current = summarize(df[df["run_id"].isin({r.run_id for r in runs})])
+        print(f"\n{suite.name}: {len(runs)} runs, {time.perf_counter() - t_suite:.0f}s; eps: "
+              f"{', '.join(fmt_eps(e) for e in suite.base.eps)}; results in {out}/\n")
+        print(summary_markdown(current))
+    if failed:
+        print(f"{len(failed)} run(s) failed (details in {failures_csv}):", file=sys.stderr)
+        for exp, reason in failed:
+            print(f"  {exp.run_id} {exp.method} noise={exp.noise:g} seed={exp.seed}: {reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The training loop: SGD with momentum, step/cosine schedules, on-device augmentation, bf16 autocast and
+channels_last on CUDA, atomic checkpoints holding every RNG state, and resume.
+
+The loop never synchronizes with the host inside an epoch: the loss is summed on the device and read
+once per epoch (which is also where a non-finite loss is caught).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import AUGMENTATIONS, Prepared
+from .errors import RunFailed
+from .evaluate import autocast_for, curve_rows, finish, prep
+from .methods import METHODS
+
+CHECKPOINT = "checkpoint.pt"
+Hook = Callable[[int, torch.nn.Module], None]
+
+
+def lr_factor(schedule: str, total_steps: int) -> Callable[[int], float]:
+    """The paper's step schedule divides lr by 10 at 50% and 75% of training; cosine anneals to 0."""
+    if schedule == "step":
+        return lambda s: 0.1 ** ((s >= 0.5 * total_steps) + (s >= 0.75 * total_steps))
+    if schedule == "cosine":
+        return lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, total_steps) / total_steps))
+    return lambda s: 1.0
+
+
+def make_optimizer(model, exp):
+    # Weight decay on every parameter, batch-norm included, as in the authors' CIFAR code.
+    return torch.optim.SGD(model.parameters(), lr=exp.lr, momentum=exp.momentum,
+                           weight_decay=exp.weight_decay)
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # truncated zip, garbage bytes, wrong format: all unreadable
+        raise RunFailed(f"checkpoint {str(path)!r} is unreadable ({e.__class__.__name__}: {e}); "
+                        f"delete it to restart that run, or rerun with --force") from e
+
+
+def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = None,
+        checkpoint_every: int = 1, eval_batch_size: int = 1000, progress: bool = True,
+        hooks: tuple[Hook, ...] = ()) -> list[dict]:
+    """Train ``model`` in place; return the curve rows (each with its ``epoch``) recorded on the way."""
+    device = data.train_x.device
+    n = len(data.train_y)
+    steps = n // exp.batch_size  # the last partial batch is dropped: fixed shapes, as the paper's loader
+    if steps < 1:
+        raise RunFailed(f"batch size {exp.batch_size} is larger than the training set ({n} examples)")
+    method = METHODS.get(exp.method)
+    augment = AUGMENTATIONS[data.augment]
+    opt = make_optimizer(model, exp)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(exp.schedule, steps * exp.epochs))
+    gen = torch.Generator(device=device)
+    gen.manual_seed(exp.seed)
+    rng = np.random.default_rng([exp.seed, 1])
+    curves: list[dict] = []
+    start = 0
+    ckpt_path = run_dir / CHECKPOINT if run_dir is not None else None
+    if ckpt_path is not None and ckpt_path.exists():
+        ck = load_checkpoint(ckpt_path, device)
+        if ck.get("run_id") != exp.run_id:
+            raise RunFailed(f"checkpoint {str(ckpt_path)!r} belongs to run {ck.get('run_id')}, not {exp.run_id}")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen.set_state(ck["generator"].cpu())
+        rng.bit_generator.state = ck["numpy_rng"]
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if device.type == "cuda" and ck.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
+        curves, start = ck["curves"], ck["epoch"]
+
+    bar = tqdm(range(start, exp.epochs), initial=start, total=exp.epochs, disable=not progress, leave=False,
+               desc=f"{exp.run_id} {exp.method}", unit="ep")
+    for epoch in bar:
+        model.train()
+        perm = torch.randperm(n, device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        for b in range(steps):
+            idx = perm[b * exp.batch_size:(b + 1) * exp.batch_size]
+            x = prep(augment(data.train_x[idx], gen))
+            inputs, loss_fn = method(x, data.train_y[idx], exp.alpha, data.num_classes, rng, gen)
+            with autocast_for(device):
+                out = model(inputs)
+            loss = loss_fn(out.float())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach()
+        mean_loss = (loss_sum / steps).item()  # the one host sync of the epoch
+        done = epoch + 1
+        if not math.isfinite(mean_loss):
+            raise RunFailed(f"non-finite training loss ({mean_loss}) in epoch {done}")
+        bar.set_postfix(loss=f"{mean_loss:.3f}")
+        if exp.eval_every and done % exp.eval_every == 0 and done < exp.epochs:
+            rows = finish(curve_rows(model, data, eval_batch_size))
+            rows.append({"split": "train", "attack": "none", "eps": 0.0, "metric": "loss", "value": mean_loss})
+            curves += [dict(r, epoch=done) for r in rows]
+        if ckpt_path is not None and (done % checkpoint_every == 0 or done == exp.epochs):
+            ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_save({
+                "run_id": exp.run_id, "epoch": done, "curves": curves,
+                "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            }, ckpt_path)
+        for hook in hooks:
+            hook(done, model)
+    bar.close()
+    return curves

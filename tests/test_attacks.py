@@ -1,0 +1,126 @@
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import linear_model
+
+from robustbench_mix.attacks import ATTACKS, attack_loss, fgsm, frozen_eval, get_attack, pgd
+from robustbench_mix.data import to_float
+from robustbench_mix.evaluate import attack_rows, predict
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd"])
+@pytest.mark.parametrize("eps255", [1.0, 8.0, 64.0])
+def test_attacks_stay_in_the_epsilon_ball_and_pixel_range(trained, name, eps255):
+    model, data = trained
+    x = to_float(data.test_x[:64])
+    y = data.test_y[:64]
+    eps = eps255 / 255
+    with frozen_eval(model):
+        adv = ATTACKS.get(name)(model, x, y, eps, steps=5, step_size=eps / 2)
+    assert (adv - x).abs().max() <= eps + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert (adv != x).any()
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd"])
+def test_attacks_never_raise_accuracy_above_clean(trained, name):
+    model, data = trained
+    clean = (predict(model, data.test_x, 1000).argmax(1) == data.test_y).float().mean().item()
+    rows = attack_rows(model, data.test_x, data.test_y, name, [2.0, 8.0, 32.0], steps=5, step_size=None,
+                       batch_size=64, seed=0)
+    accs = [r["value"].item() for r in rows if r["metric"] == "acc"]
+    assert all(a <= clean + 1e-9 for a in accs)
+    assert accs == sorted(accs, reverse=True)  # stronger with a larger epsilon
+    assert accs[-1] < clean - 0.2  # and it really attacks
+
+
+def test_iterative_attack_at_least_as_strong_as_fgsm(trained):
+    model, data = trained
+    rows = {}
+    for a in ("fgsm", "pgd"):
+        r = attack_rows(model, data.test_x, data.test_y, a, [16.0], steps=10, step_size=None, batch_size=150,
+                        seed=0)
+        rows[a] = next(x["value"].item() for x in r if x["metric"] == "acc")
+    assert rows["pgd"] <= rows["fgsm"]
+
+
+def test_fgsm_on_a_linear_model_equals_the_closed_form(rand_images):
+    x, y = rand_images
+    model = linear_model()
+    w, b = model[1].weight, model[1].bias
+    with torch.no_grad():
+        p = (x.flatten(1) @ w.T + b).softmax(1)
+        # d CE / d x = W^T (softmax - onehot) / N; the sign ignores the 1/N
+        grad = (p - F.one_hot(y, 10).float()) @ w
+    expected = torch.clamp(x + (8 / 255) * grad.sign().view_as(x), 0, 1)
+    with frozen_eval(model):
+        adv = fgsm(model, x, y, 8 / 255)
+    torch.testing.assert_close(adv, expected, atol=1e-6, rtol=0)
+
+
+def test_margin_loss_is_best_wrong_minus_true():
+    logits = torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 1.0]])
+    y = torch.tensor([0, 2])
+    assert attack_loss(logits, y, "margin").item() == pytest.approx((2 - 3) + (5 - 1))
+
+
+def test_attack_leaves_model_mode_parameters_and_bn_statistics_unchanged(trained):
+    model, data = trained
+    model.train()
+    model.zero_grad(set_to_none=True)
+    before = copy.deepcopy(model.state_dict())
+    flags = [p.requires_grad for p in model.parameters()]
+    attack_rows(model, data.test_x[:50], data.test_y[:50], "pgd", [8.0], steps=3, step_size=None,
+                batch_size=50, seed=0)
+    assert model.training and all(m.training for m in model.modules())
+    assert [p.requires_grad for p in model.parameters()] == flags
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+
+
+def test_pgd_random_start_is_reproducible_per_seed(trained):
+    model, data = trained
+    x, y = to_float(data.test_x[:20]), data.test_y[:20]
+    with frozen_eval(model):
+        torch.manual_seed(3)
+        a = pgd(model, x, y, 8 / 255, steps=2, step_size=2 / 255)
+        torch.manual_seed(3)
+        b = pgd(model, x, y, 8 / 255, steps=2, step_size=2 / 255)
+    assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------- agreement with torchattacks
+torchattacks = pytest.importorskip("torchattacks")
+
+
+@pytest.mark.parametrize("ours,theirs,kw", [
+    ("fgsm", "FGSM", {}),
+    ("pgd", "PGD", {"steps": 7, "alpha": 2 / 255, "random_start": True}),
+    ("ifgsm", "PGD", {"steps": 7, "alpha": 2 / 255, "random_start": False}),
+])
+def test_attacks_match_torchattacks(trained, ours, theirs, kw):
+    model, data = trained
+    model.eval()
+    x, y = to_float(data.test_x), data.test_y
+    eps = 8 / 255
+    torch.manual_seed(11)
+    ref = getattr(torchattacks, theirs)(model, eps=eps, **kw)(x, y)
+    torch.manual_seed(11)
+    with frozen_eval(model):
+        mine = get_attack(ours)(model, x, y, eps, steps=kw.get("steps", 1), step_size=kw.get("alpha"))
+    torch.testing.assert_close(mine, ref, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        assert torch.equal(model(mine).argmax(1), model(ref).argmax(1))
+
+
+def test_torchattacks_adapter_runs_any_attack(trained):
+    model, data = trained
+    rows = attack_rows(model, data.test_x[:30], data.test_y[:30], "ta:FGSM", [8.0], steps=1, step_size=None,
+                       batch_size=30, seed=0)
+    ours = attack_rows(model, data.test_x[:30], data.test_y[:30], "fgsm", [8.0], steps=1, step_size=None,
+                       batch_size=30, seed=0)
+    assert [r["value"].item() for r in rows] == [r["value"].item() for r in ours]

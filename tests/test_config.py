@@ -1,0 +1,85 @@
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+
+from robustbench_mix.config import PRESETS, Experiment, Suite, Variant, get_preset, parse_eps, validate
+from robustbench_mix.errors import UsageError
+
+
+def test_run_id_is_stable_across_processes_and_releases():
+    # A changed id would orphan every results file: change this literal only with a migration.
+    assert Experiment().run_id == "9f80ae2182"
+    out = subprocess.run([sys.executable, "-c", "from robustbench_mix.config import Experiment;"
+                          "print(Experiment(method='mixup', alpha=1.0).run_id)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == Experiment(method="mixup", alpha=1.0).run_id
+
+
+def test_run_id_changes_with_every_result_affecting_field():
+    base = Experiment()
+    changed = [replace(base, lr=0.2), replace(base, seed=1), replace(base, noise=0.2),
+               replace(base, eps=(8.0,)), replace(base, alpha=1.0), replace(base, dropout=0.5),
+               replace(base, attack_steps=20), replace(base, epochs=31)]
+    ids = {e.run_id for e in changed} | {base.run_id}
+    assert len(ids) == len(changed) + 1
+    # where a run happens and under which label is not part of what it computes
+    assert replace(base, preset="other", device="cpu").run_id == base.run_id
+
+
+def test_experiment_round_trips_through_json():
+    e = Experiment(method="mixup", alpha=8.0, eps=(2.0, 8.0), attacks=("fgsm",), attack_step_size=1.0)
+    assert Experiment.from_json(e.to_json()) == e
+
+
+@pytest.mark.parametrize("text,expected", [("2/255,8/255", (2.0, 8.0)), ("8", (8.0,)), (" 0, 4/255 ", (0.0, 4.0))])
+def test_eps_are_parsed_in_255_units(text, expected):
+    assert parse_eps(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8/256", "eight", ""])
+def test_bad_eps_text_is_rejected(text):
+    with pytest.raises(UsageError):
+        parse_eps(text)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("alpha", -1.0, "alpha -1.0 is negative"),
+    ("noise", 1.0, r"noise 1.0 is outside \[0, 1\)"),
+    ("noise", -0.1, "noise -0.1 is outside"),
+    ("eps", (-1.0,), "epsilon -1/255 is outside"),
+    ("eps", (300.0,), "epsilon 300/255 is outside"),
+    ("attack_steps", 0, "attack steps 0 must be at least 1"),
+    ("model", "cnnn", "unknown model 'cnnn'; known: .*(did you mean 'cnn'\\?)"),
+    ("method", "mixpu", "unknown method 'mixpu'; known: erm, mixup .did you mean 'mixup'"),
+    ("attacks", ("pgdd",), "unknown attack 'pgdd'.*did you mean 'pgd'"),
+    ("schedule", "linear", "unknown schedule 'linear'; known: step, cosine, constant"),
+    ("device", "tpu", "device 'tpu' is not one of"),
+])
+def test_validation_names_bad_value_and_what_is_allowed(field, value, message):
+    with pytest.raises(UsageError, match=message):
+        validate(replace(Experiment(), **{field: value}))
+
+
+def test_unknown_preset_suggests_the_closest():
+    with pytest.raises(UsageError, match="unknown preset 'quik'.*did you mean 'quick'"):
+        get_preset("quik")
+
+
+def test_suite_expands_variants_noise_and_seeds():
+    s = Suite("t", "", Experiment(), (Variant("erm", alpha=5.0), Variant("mixup", 1.0)), noise=(0.0, 0.4),
+              seeds=(0, 1, 2))
+    runs = s.expand()
+    assert len(runs) == 12 and len({r.run_id for r in runs}) == 12
+    assert {r.alpha for r in runs if r.method == "erm"} == {0.0}  # alpha means nothing to ERM
+    assert all(r.preset == "t" for r in runs)
+    with pytest.raises(UsageError, match="seed list is empty"):
+        replace(s, seeds=()).expand()
+
+
+def test_presets_are_valid():
+    for name, suite in PRESETS.items():
+        for r in suite.expand():
+            validate(r)
+        assert suite.name == name

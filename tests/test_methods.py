@@ -1,0 +1,71 @@
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from robustbench_mix.data import prepare
+from robustbench_mix.methods import METHODS, mix, mixup_lambda
+from robustbench_mix.models import build
+from robustbench_mix.train import fit
+
+
+def test_mixup_inputs_and_loss_match_hand_computation():
+    x = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
+    y = torch.tensor([0, 1, 2])
+    perm = torch.tensor([2, 0, 1])
+    lam = 0.3
+    mixed, loss_fn = mix(x, y, lam, perm)
+    expected = torch.tensor([[0.3 * 1 + 0.7 * 3, 0.3 * 0 + 0.7 * 3],
+                             [0.3 * 0 + 0.7 * 1, 0.3 * 2 + 0.7 * 0],
+                             [0.3 * 3 + 0.7 * 0, 0.3 * 3 + 0.7 * 2]])
+    torch.testing.assert_close(mixed, expected)
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0], [0.3, 0.2, 0.1]])
+    logp = logits.log_softmax(1)
+    # y_a = (0, 1, 2), y_b = y[perm] = (2, 0, 1)
+    ce_a = -(logp[0, 0] + logp[1, 1] + logp[2, 2]) / 3
+    ce_b = -(logp[0, 2] + logp[1, 0] + logp[2, 1]) / 3
+    torch.testing.assert_close(loss_fn(logits), lam * ce_a + (1 - lam) * ce_b)
+
+
+def test_mixup_draws_one_lambda_per_batch_from_beta():
+    rng = np.random.default_rng(0)
+    lams = np.array([mixup_lambda(1.0, rng) for _ in range(4000)])
+    assert 0.48 < lams.mean() < 0.52  # Beta(1, 1) is uniform: mean 1/2, variance 1/12
+    assert abs(lams.var() - 1 / 12) < 0.005
+    lams32 = np.array([mixup_lambda(32.0, rng) for _ in range(2000)])
+    assert lams32.std() < 0.1  # large alpha concentrates lambda near 1/2
+    assert mixup_lambda(0.0, rng) == 1.0
+
+
+def test_mixup_batch_uses_same_lambda_for_inputs_and_loss():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 4, 4, generator=g)
+    y = torch.randint(0, 3, (8,), generator=g)
+    rng = np.random.default_rng(5)
+    lam = mixup_lambda(1.0, np.random.default_rng(5))
+    gen = torch.Generator().manual_seed(1)
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(1))
+    inputs, loss_fn = METHODS.get("mixup")(x, y, 1.0, 3, rng, gen)
+    torch.testing.assert_close(inputs, lam * x + (1 - lam) * x[perm])
+    out = torch.randn(8, 3, generator=g)
+    torch.testing.assert_close(loss_fn(out), lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[perm]))
+
+
+def _train(exp, data):
+    p = prepare(data, exp.noise, 0.0, exp.seed, torch.device("cpu"))
+    torch.manual_seed(exp.seed)
+    mean, std = data.channel_stats()
+    model = build(exp.model, in_shape=data.shape, num_classes=10, mean=mean, std=std)
+    fit(exp, p, model, progress=False)
+    return model
+
+
+def test_mixup_with_alpha_zero_is_exactly_erm(small_digits, tiny_exp):
+    from dataclasses import replace
+
+    a = _train(replace(tiny_exp, method="erm", epochs=2), small_digits)
+    b = _train(replace(tiny_exp, method="mixup", alpha=0.0, epochs=2), small_digits)
+    c = _train(replace(tiny_exp, method="mixup", alpha=1.0, epochs=2), small_digits)
+    for (k, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), k
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values(),
+                                                         strict=True))

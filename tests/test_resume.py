@@ -1,0 +1,101 @@
+"""Interrupted runs resume with the same numbers; damaged files are detected with clear messages."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+
+from robustbench_mix.results import KEY, ResultsError, load_runs
+from robustbench_mix.runner import run_experiment
+from robustbench_mix.suite import main
+
+
+class Interrupted(Exception):
+    pass
+
+
+def stop_after(k):
+    def hook(epoch, model):
+        if epoch == k:
+            raise Interrupted(f"stopped after epoch {epoch}")
+
+    return hook
+
+
+def values(rows):
+    return sorted((r["epoch"], r["split"], r["attack"], r["eps"], r["metric"], r["value"]) for r in rows)
+
+
+@pytest.mark.parametrize("checkpoint_every,stop", [(1, 2), (2, 3)])
+def test_interrupted_run_resumes_to_identical_numbers(small_digits, tiny_exp, tmp_path, checkpoint_every, stop):
+    # mixup + dropout + noise + curves: every source of randomness the trainer has
+    exp = replace(tiny_exp, method="mixup", alpha=1.0, dropout=0.2, noise=0.4, epochs=5, eval_every=1)
+    ref = run_experiment(exp, small_digits, run_dir=tmp_path / "ref", progress=False)
+    with pytest.raises(Interrupted):
+        run_experiment(exp, small_digits, run_dir=tmp_path / "a", checkpoint_every=checkpoint_every,
+                       progress=False, hooks=(stop_after(stop),))
+    resumed = run_experiment(exp, small_digits, run_dir=tmp_path / "a", checkpoint_every=checkpoint_every,
+                             progress=False)
+    assert values(resumed) == values(ref)
+
+
+def _final(path):
+    df = load_runs(path)
+    return df.set_index(KEY)["value"].sort_index()
+
+
+def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
+    args = ["--methods", "mixup", "--noise", "0.4", "--epochs", "40", "--no-progress", "--eps", "8/255",
+            "--attack-steps", "2", "--eval-every", "5"]
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "robustbench_mix.suite", "--out", str(out), *args], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/checkpoint.pt")) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.4)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (out / "runs.csv").exists(), "the run finished before it could be killed"
+    assert main(["--out", str(out), *args]) == 0
+    ref = tmp_path / "ref"
+    assert main(["--out", str(ref), *args]) == 0
+    pd.testing.assert_series_equal(_final(out / "runs.csv"), _final(ref / "runs.csv"))
+
+
+def test_damaged_checkpoint_fails_that_run_with_a_clear_message(tmp_path, capsys):
+    args = ["--out", str(tmp_path), "--methods", "erm", "--noise", "0", "--epochs", "2", "--no-progress",
+            "--eps", "8/255", "--attack-steps", "1"]
+    assert main([*args, "--dry-run"]) == 0
+    run_id = capsys.readouterr().out.split("\n")[1].split()[0]
+    ck = tmp_path / "runs" / run_id / "checkpoint.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"PK\x03\x04 truncated")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"checkpoint '{ck}' is unreadable" in err and "--force" in err
+    assert main([*args, "--force"]) == 0  # --force starts the run afresh
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda t: t[: len(t) // 2], "was the file truncated"),
+    (lambda t: "", "the file is empty"),
+    (lambda t: t.replace("run_id,", "runid,", 1), "missing column.* run_id"),
+    (lambda t: t + t.splitlines()[-1] + "\n", "repeats the measurement"),
+])
+def test_damaged_results_csv_is_detected(tmp_path, capsys, damage, message):
+    args = ["--out", str(tmp_path), "--methods", "erm", "--noise", "0", "--epochs", "1", "--no-progress",
+            "--eps", "8/255", "--attack-steps", "1"]
+    assert main(args) == 0
+    path = tmp_path / "runs.csv"
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(ResultsError, match=message):
+        load_runs(path)
+    assert main(args) == 2
+    assert "runs.csv" in capsys.readouterr().err

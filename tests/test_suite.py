@@ -1,0 +1,125 @@
+"""The CLI end to end on reduced budgets: outputs, schema, skipping, bad input, failures."""
+
+import pandas as pd
+import pytest
+import torch
+
+from robustbench_mix.methods import METHODS, erm
+from robustbench_mix.results import COLUMNS, load_runs
+from robustbench_mix.suite import main
+
+FAST = ["--epochs", "2", "--no-progress", "--eps", "8/255", "--attack-steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def quick_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick")
+    assert main(["--out", str(out), *FAST, "--eval-every", "1"]) == 0
+    return out
+
+
+def test_default_suite_writes_runs_summary_and_plots(quick_out, capsys):
+    df = load_runs(quick_out / "runs.csv")
+    assert list(df.columns) == COLUMNS
+    assert set(df["method"]) == {"erm", "mixup"} and set(df["noise"]) == {0.0, 0.4}
+    assert df["run_id"].nunique() == 4
+    final = df[df["epoch"] == 2]
+    for metric in ("acc", "top5_acc", "nll", "ece"):
+        assert ((final["split"] == "test") & (final["attack"] == "none") & (final["metric"] == metric)).sum() == 4
+    adv = final[final["attack"].isin(["fgsm", "pgd"]) & (final["metric"] == "acc")]
+    assert len(adv) == 8 and set(adv["eps"]) == {round(8 / 255, 6)}
+    assert (final["metric"] == "memorized").sum() == 2  # the two noisy runs
+    assert set(df["epoch"]) == {1, 2}  # curves at epoch 1, final evaluation at epoch 2
+    assert (df["torch"] == torch.__version__).all() and df["device"].str.startswith("cpu").all()
+    assert (df["preset"] == "quick").all()
+    summary = pd.read_csv(quick_out / "summary.csv")
+    assert len(summary) == 4 and "test acc mean" in summary and "fgsm 8/255 acc mean" in summary
+    assert (quick_out / "summary.md").read_text().count("\n| erm") == 2
+    assert (quick_out / "robust_accuracy.png").stat().st_size > 1000
+    assert (quick_out / "curves.png").stat().st_size > 1000
+    assert len(list((quick_out / "runs").glob("*/corrupted_index.npy"))) == 2
+
+
+def test_rerunning_a_finished_suite_trains_nothing(quick_out, capsys, monkeypatch):
+    import robustbench_mix.suite as suite
+
+    def boom(*a, **k):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(suite, "run_experiment", boom)
+    before = (quick_out / "runs.csv").read_bytes()
+    assert main(["--out", str(quick_out), *FAST, "--eval-every", "1"]) == 0
+    assert "skipped" in capsys.readouterr().err
+    assert (quick_out / "runs.csv").read_bytes() == before
+
+
+def test_each_row_says_how_to_rerun_it(quick_out):
+    from robustbench_mix.config import Experiment
+
+    df = load_runs(quick_out / "runs.csv")
+    for _, r in df.drop_duplicates("run_id").iterrows():
+        assert Experiment.from_json(r["config"]).run_id == r["run_id"]
+        assert r["command"].startswith("python -m robustbench_mix.suite")
+
+
+def test_dry_run_lists_runs_without_training(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--dry-run", "--seeds", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert "8 runs" in out and out.count(" new ") == 8
+    assert not (tmp_path / "runs.csv").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--preset", "quik"], "unknown preset 'quik'"),
+    (["--dataset", "cifar11"], "unknown dataset 'cifar11'.*did you mean 'cifar10'"),
+    (["--model", "resnet"], "unknown model 'resnet'"),
+    (["--methods", "erm,cutmix"], "unknown method 'cutmix'"),
+    (["--attacks", "fgsm,cw"], "unknown attack 'cw'"),
+    (["--alpha", "-1"], "alpha -1.0 is negative"),
+    (["--noise", "0,1"], r"noise 1.0 is outside \[0, 1\)"),
+    (["--eps=-2/255"], "epsilon -2/255 is outside"),
+    (["--eps", "300/255"], "epsilon 300/255 is outside"),
+    (["--attack-steps", "0"], "attack steps 0 must be at least 1"),
+    (["--seeds", ","], "--seeds is empty"),
+    (["--batch-size", "5000"], "batch size 5000 is larger than the training set"),
+    (["--dataset", "imagefolder:/nonexistent/x"], "does not exist"),
+    (["--dataset", "cifar10", "--data-dir", "/dev/null/sub"], "--data-dir '/dev/null/sub' is not writable"),
+    (["--lr", "0"], "learning rate 0.0 must be positive"),
+])
+def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monkeypatch, args, message):
+    import re
+
+    import robustbench_mix.suite as suite
+
+    monkeypatch.setattr(suite, "run_experiment", lambda *a, **k: pytest.fail("training started"))
+    assert main(["--out", str(tmp_path / "o"), "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and re.search(message, err), err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_gpu_is_a_usage_error(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--device", "cuda"]) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+
+
+def test_unknown_flag_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--epoch", "3", "--frobnicate"])
+    assert e.value.code == 2
+
+
+def test_a_nan_run_is_reported_and_the_others_finish(tmp_path, capsys, monkeypatch):
+    def nan_method(x, y, alpha, num_classes, rng, generator):
+        inputs, loss = erm(x, y, alpha, num_classes, rng, generator)
+        return inputs, lambda out: loss(out) * float("nan")
+
+    monkeypatch.setitem(METHODS._items, "nanloss", nan_method)
+    code = main(["--out", str(tmp_path), *FAST, "--methods", "erm,nanloss", "--noise", "0"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "1 run(s) failed" in err and "non-finite training loss" in err
+    fails = pd.read_csv(tmp_path / "failures.csv")
+    assert list(fails["method"]) == ["nanloss"] and "non-finite" in fails["reason"][0]
+    df = load_runs(tmp_path / "runs.csv")
+    assert set(df["method"]) == {"erm"}

@@ -66,6 +66,16 @@ def pgd(model, x, y, eps, steps=10, step_size=None, loss="ce"):
     return _iterate(model, x, y, eps, steps, step_size, loss, random_start=True)
 
 
+@ATTACKS.register("pgd_margin")
+def pgd_margin(model, x, y, eps, steps=10, step_size=None, loss="margin"):
+    """PGD on the Carlini-Wagner margin: soft-target training (mixup) can flatten CE without adding
+    robustness, so report the stronger of the two (the ``worst`` rows)."""
+    return _iterate(model, x, y, eps, steps, step_size, "margin", random_start=True)
+
+
+RANDOM_START = {"pgd", "pgd_margin"}
+
+
 def check_attack_name(name: str) -> None:
     if name.startswith("ta:"):
         torchattacks_class(name[3:])

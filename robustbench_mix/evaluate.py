@@ -11,7 +11,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-from .attacks import default_step_size, frozen_eval, get_attack
+from .attacks import RANDOM_START, default_step_size, frozen_eval, get_attack, input_grad
 from .data import Prepared, to_float
 
 ECE_BINS = 15
@@ -78,6 +78,8 @@ def memorization_metrics(logits, noisy_y, true_y, corrupted) -> list[tuple[str, 
             rows.append((split, "acc", (pred[mask] == true_y[mask]).float().mean()))
     if corrupted.any():
         rows.append(("train_corrupted", "memorized", (pred[corrupted] == noisy_y[corrupted]).float().mean()))
+    rows.append(("train", "acc_true", (pred == true_y).float().mean()))  # against the real labels
+    rows.append(("train", "acc_noisy", (pred == noisy_y).float().mean()))  # against the labels trained on
     return rows
 
 
@@ -108,36 +110,89 @@ def curve_rows(model, data: Prepared, batch_size: int) -> list[dict]:
     return rows
 
 
-def attack_rows(model, x_u8, y, attack: str, eps_list, *, steps: int, step_size: float | None,
-                batch_size: int, seed: int, loss: str = "ce") -> list[dict]:
-    """Accuracy under ``attack`` at each epsilon (in /255 units) on (x_u8, y), model frozen in eval mode."""
+def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps: int,
+                   step_size: float | None, restarts: int, batch_size: int, seed: int) -> dict[str, torch.Tensor]:
+    """Per-example correctness of ``target`` on adversarial examples crafted on ``crafter`` (the target
+    itself for white-box, a surrogate for black-box), plus the largest perturbation and box violation.
+
+    With ``restarts`` > 1 (random-start attacks, white-box only) an example is robust only if it survives
+    every restart.
+    """
     fn = get_attack(attack)
-    rows = []
-    with frozen_eval(model):
-        for e255 in eps_list:
-            eps = e255 / 255.0
-            ss = (step_size / 255.0) if step_size else default_step_size(eps, steps)
-            torch.manual_seed(seed)  # the random start is reproducible per (run, attack, eps)
-            logits, linf = [], torch.zeros((), device=x_u8.device)
+    eps = e255 / 255.0
+    ss = (step_size / 255.0) if step_size else default_step_size(eps, steps)
+    if attack not in RANDOM_START or crafter is not target:
+        restarts = 1  # a transfer attack must not pick its restart by looking at the target
+    top1 = torch.ones(len(y), dtype=torch.bool, device=y.device)
+    top5 = top1.clone()
+    linf = torch.zeros((), device=y.device)
+    box = torch.zeros((), device=y.device)
+    with frozen_eval(target), frozen_eval(crafter):
+        for r in range(restarts):
+            torch.manual_seed(seed + 1000 * r)  # the random start is reproducible per (run, attack, eps)
             for i in range(0, len(x_u8), batch_size):
                 x = prep(x_u8[i:i + batch_size])
                 yb = y[i:i + batch_size]
-                x_adv = fn(model, x, yb, eps, steps=steps, step_size=ss, loss=loss) if eps > 0 else x
+                x_adv = fn(crafter, x, yb, eps, steps=steps, step_size=ss)
                 linf = torch.maximum(linf, (x_adv - x).abs().amax())
+                box = torch.maximum(box, torch.maximum(-x_adv.amin(), x_adv.amax() - 1.0).clamp_min(0))
                 with torch.no_grad():
-                    logits.append(model(x_adv).float())
-            for k, v in accuracy_metrics(torch.cat(logits), y).items():
-                rows.append(row("test", k, v, attack, round(eps, 6)))
-            rows.append(row("test", "max_linf_255", linf * 255.0, attack, round(eps, 6)))
+                    logits = target(x_adv).float()
+                top1[i:i + batch_size] &= logits.argmax(1) == yb
+                k = min(5, logits.shape[1])
+                top5[i:i + batch_size] &= (logits.topk(k, 1).indices == yb[:, None]).any(1)
+    return {"top1": top1, "top5": top5, "linf": linf * 255.0, "box": box}
+
+
+def _acc_rows(res: dict, attack: str, e255: float, num_classes: int) -> list[dict]:
+    eps = round(e255 / 255.0, 6)
+    rows = [row("test", "acc", res["top1"].float().mean(), attack, eps)]
+    if num_classes >= 5:
+        rows.append(row("test", "top5_acc", res["top5"].float().mean(), attack, eps))
     return rows
 
 
-def final_rows(model, data: Prepared, exp, batch_size: int) -> list[dict]:
-    """Everything measured at the end of a run: the curve metrics plus every attack at every epsilon."""
-    rows = curve_rows(model, data, batch_size)
+def input_grad_abs_mean(model, x_u8, y, batch_size: int) -> torch.Tensor:
+    """Mean |d CE / d x| on the first batch: zero or non-finite means masked or broken gradients."""
+    x = prep(x_u8[:batch_size])
+    with frozen_eval(model):
+        g = input_grad(model, x, y[:batch_size], "ce")
+    return g.abs().mean()
+
+
+def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None) -> list[dict]:
+    """White-box accuracy under every attack at epsilon 0 (a check), each epsilon and ``check_eps``;
+    black-box (``bb:<attack>``) accuracy from ``surrogate``; the per-example worst case over white-box
+    attacks (``worst``); the input-gradient size; then the sanity checks as ``check`` rows."""
     n = exp.attack_samples or len(data.test_y)
     x, y = data.test_x[:n], data.test_y[:n]
+    nc = data.num_classes
+    kw = dict(steps=exp.attack_steps, step_size=exp.attack_step_size, batch_size=batch_size, seed=exp.seed)
+    rows = [row("test", "acc_attacked_subset", (predict(model, x, batch_size).argmax(1) == y).float().mean())]
+    worst = {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in exp.eps}
     for a in exp.attacks:
-        rows += attack_rows(model, x, y, a, exp.eps, steps=exp.attack_steps, step_size=exp.attack_step_size,
-                            batch_size=batch_size, seed=exp.seed)
-    return finish(rows)
+        eps_list = sorted({0.0, *exp.eps} | ({exp.check_eps} if exp.check_eps and a in RANDOM_START else set()))
+        for e in eps_list:
+            res = attack_correct(model, model, x, y, a, e, restarts=exp.attack_restarts, **kw)
+            rows += _acc_rows(res, a, e, nc)
+            rows.append(row("test", "max_linf_255", res["linf"], a, round(e / 255, 6)))
+            rows.append(row("test", "box_violation", res["box"], a, round(e / 255, 6)))
+            if e in worst:
+                worst[e] &= res["top1"]
+        if surrogate is not None:
+            for e in exp.eps:
+                res = attack_correct(model, surrogate, x, y, a, e, restarts=1, **kw)
+                rows += _acc_rows(res, f"bb:{a}", e, nc)
+    if len(exp.attacks) > 1:
+        for e, ok in worst.items():
+            rows.append(row("test", "acc", ok.float().mean(), "worst", round(e / 255, 6)))
+    rows.append(row("test", "input_grad_abs_mean", input_grad_abs_mean(model, x, y, batch_size)))
+    return rows
+
+
+def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None) -> list[dict]:
+    """Everything measured at the end of a run: the curve metrics, robustness and its sanity checks."""
+    from .checks import check_rows
+
+    rows = finish(curve_rows(model, data, batch_size) + robustness_rows(model, data, exp, batch_size, surrogate))
+    return rows + check_rows(rows, exp)

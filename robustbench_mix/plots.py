@@ -20,18 +20,17 @@ def label(r) -> str:
 
 
 def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
-    """Test accuracy (mean over seeds) against epsilon, one panel per attack; epsilon 0 is clean accuracy."""
+    """Test accuracy (mean over seeds) against epsilon, one panel per attack (white-box attacks are also
+    run at epsilon 0, which must equal clean accuracy)."""
     d = final_rows(df)
-    adv = d[(d["metric"] == "acc") & (d["attack"] != "none") & (d["split"] == "test")]
+    adv = d[(d["metric"] == "acc") & ~d["attack"].isin(["none", "check"]) & (d["split"] == "test")]
     if adv.empty:
         return None
-    clean = d[(d["metric"] == "acc") & (d["attack"] == "none") & (d["split"] == "test")]
     attacks = list(dict.fromkeys(adv["attack"]))
     fig, axes = plt.subplots(1, len(attacks), figsize=(4.5 * len(attacks), 3.6), squeeze=False)
     keys = ["dataset", "model", "method", "alpha", "dropout", "noise"]
     for ax, a in zip(axes[0], attacks, strict=True):
-        pts = pd.concat([clean.assign(attack=a), adv[adv["attack"] == a]])
-        for k, g in pts.groupby(keys):
+        for k, g in adv[adv["attack"] == a].groupby(keys):
             m = g.groupby("eps")["value"].mean().sort_index()
             ax.plot(m.index * 255, m.values * 100, marker="o", label=label(dict(zip(keys, k, strict=True))))
         ax.set_title(f"{a} ({d['dataset'].iloc[0]}, {d['model'].iloc[0]})")
@@ -54,14 +53,18 @@ def training_curves(df: pd.DataFrame, path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     keys = ["method", "alpha", "dropout", "noise"]
+    colors: dict[str, str] = {}  # the same run gets the same colour in both panels
     for ax, d, title in ((axes[0], test, "test accuracy (%)"), (axes[1], mem, "corrupted labels memorized (%)")):
         for k, g in d.groupby(keys):
+            name = label(dict(zip(keys, k, strict=True)))
+            colors.setdefault(name, f"C{len(colors) % 10}")
             m = g.groupby("epoch")["value"].mean().sort_index()
-            ax.plot(m.index, m.values * 100, label=label(dict(zip(keys, k, strict=True))))
+            ax.plot(m.index, m.values * 100, label=name, color=colors[name])
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+        if d.size:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

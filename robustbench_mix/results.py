@@ -153,7 +153,29 @@ def clear_failure(path: Path, run_id: str) -> None:
 
 # ------------------------------------------------------------------------------------------ summaries
 GROUP = [c for c in CONFIG_COLUMNS if c not in ("run_id", "seed")]
-SUMMARY_SKIP_METRICS = {"max_linf_255"}
+# The headline metrics; diagnostics (perturbation sizes, gradients, checks) stay in runs.csv only.
+SUMMARY_METRICS = {"acc", "top5_acc", "nll", "ece", "memorized"}
+SUMMARY_SPLITS = {"test", "val", "train_corrupted"}
+
+
+def config_fields(df: pd.DataFrame) -> pd.DataFrame:
+    """Every Experiment field of each run (from the ``config`` JSON), indexed by run_id; lists as text."""
+    recs = {}
+    for rid, text in df.drop_duplicates("run_id")[["run_id", "config"]].itertuples(index=False):
+        d = Experiment.from_json(text).to_dict()
+        recs[rid] = {k: (",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+                         if isinstance(v, tuple) else ("" if v is None else v)) for k, v in d.items()}
+    out = pd.DataFrame.from_dict(recs, orient="index")
+    # a field whose name is also a measurement column (eps) gets a prefix
+    return out.rename(columns={c: f"config_{c}" for c in out.columns if c in COLUMNS and c not in CONFIG_COLUMNS})
+
+
+def group_keys(cfg: pd.DataFrame) -> list[str]:
+    """What makes a configuration: every hashed field but the seed, the CSV's own columns first."""
+    from .config import NOT_HASHED
+
+    rest = [c for c in cfg.columns if c not in GROUP and c not in NOT_HASHED and c != "seed"]
+    return GROUP + rest
 
 
 def metric_name(split: str, attack: str, eps: float, metric: str) -> str:
@@ -175,21 +197,30 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per configuration (seeds pooled): ``<metric> mean`` and ``<metric> std`` columns, n_seeds."""
+    """One row per configuration (seeds pooled): ``<metric> mean`` and ``<metric> std`` columns, n_seeds
+    and ``checks failed`` (failed sanity checks summed over seeds)."""
     d = final_rows(df)
-    d = d[~d["metric"].isin(SUMMARY_SKIP_METRICS) & (d["split"] != "train")].copy()
     if d.empty:
         return pd.DataFrame(columns=GROUP + ["n_seeds"])
-    d["name"] = [metric_name(*t) for t in zip(d["split"], d["attack"], d["eps"], d["metric"], strict=True)]
-    order = sorted(dict.fromkeys(d["name"]), key=_column_rank)
-    per_seed = d.pivot_table(index=GROUP + ["seed"], columns="name", values="value", aggfunc="first")
-    g = per_seed.groupby(level=GROUP, sort=True)
+    cfg = config_fields(d)
+    keys = group_keys(cfg)
+    cfg = cfg[[k for k in keys if k not in GROUP]]
+    d = d.join(cfg, on="run_id")
+    fails = d[d["attack"] == "check"].assign(failed=lambda t: (t["value"] < 0.5).astype(int))
+    m = d[d["metric"].isin(SUMMARY_METRICS) & d["split"].isin(SUMMARY_SPLITS) & (d["attack"] != "check")
+          & ~((d["attack"] != "none") & (d["eps"] == 0))].copy()
+    m["name"] = [metric_name(*t) for t in zip(m["split"], m["attack"], m["eps"], m["metric"], strict=True)]
+    order = sorted(dict.fromkeys(m["name"]), key=_column_rank)
+    per_seed = m.pivot_table(index=keys + ["seed"], columns="name", values="value", aggfunc="first")
+    g = per_seed.groupby(level=keys, sort=True)
     mean, std = g.mean(), g.std(ddof=1)
     out = pd.DataFrame(index=mean.index)
     for name in order:
         out[f"{name} mean"] = mean[name]
         out[f"{name} std"] = std[name]
     out["n_seeds"] = g.size()
+    if len(fails):
+        out["checks failed"] = fails.groupby(keys)["failed"].sum().reindex(out.index).fillna(0).astype(int)
     return out.reset_index()
 
 
@@ -200,11 +231,12 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
     """
     if summary.empty:
         return "(no finished runs)\n"
-    varying = [c for c in GROUP if summary[c].nunique() > 1] or ["method"]
+    varying = [c for c in summary.columns[:summary.columns.get_loc("n_seeds")]
+               if not c.endswith((" mean", " std")) and summary[c].nunique() > 1] or ["method"]
     names = [c[:-5] for c in summary.columns if c.endswith(" mean")]
     if not full:
         names = [n for n in names if "top5" not in n and n != "train_clean acc"]
-    head = varying + names + ["seeds"]
+    head = varying + names + ["seeds"] + (["checks failed"] if "checks failed" in summary else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
         cells = [f"{r[c]:g}" if isinstance(r[c], float) else str(r[c]) for c in varying]
@@ -213,5 +245,7 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
             scale = 100.0 if percent and ("acc" in n or "memorized" in n or "ece" in n) else 1.0
             cells.append("" if pd.isna(m) else f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}"))
         cells.append(str(int(r["n_seeds"])))
+        if "checks failed" in summary:
+            cells.append(str(int(r["checks failed"])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

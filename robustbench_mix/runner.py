@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,10 @@ import torch
 
 from .config import Experiment
 from .data import ImageData, prepare
-from .errors import UsageError
+from .errors import RunFailed, UsageError
 from .evaluate import final_rows
 from .models import build
-from .train import Hook, fit
+from .train import CHECKPOINT, Hook, fit, load_checkpoint
 
 
 def resolve_device(name: str) -> torch.device:
@@ -24,22 +25,48 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+SURROGATE_SUFFIX = "/surrogate"  # the preset column marks surrogate runs (not part of the run id)
+
+
+def surrogate_of(exp: Experiment) -> Experiment:
+    """The black-box surrogate: an ERM twin of the run (same data, model and recipe) with another seed."""
+    return replace(exp, method="erm", alpha=0.0, dropout=0.0, seed=exp.surrogate_seed, surrogate_seed=None,
+                   preset=f"{exp.preset}{SURROGATE_SUFFIX}")
+
+
+def new_model(exp: Experiment, data: ImageData, device: torch.device) -> torch.nn.Module:
+    torch.manual_seed(exp.seed)  # the initialization is part of what the seed fixes
+    mean, std = data.channel_stats()
+    model = build(exp.model, in_shape=data.shape, num_classes=data.num_classes, mean=mean, std=std,
+                  dropout=exp.dropout).to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+def load_trained(exp: Experiment, data: ImageData, run_dir: Path) -> torch.nn.Module:
+    """The final weights of a finished run, from its last checkpoint."""
+    device = resolve_device(exp.device)
+    ck = load_checkpoint(run_dir / CHECKPOINT, device)
+    if ck.get("epoch") != exp.epochs:
+        raise RunFailed(f"run {exp.run_id} has not finished training (checkpoint at epoch {ck.get('epoch')})")
+    model = new_model(exp, data, device)
+    model.load_state_dict(ck["model"])
+    return model.eval()
+
+
 def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None, checkpoint_every: int = 1,
-                   eval_batch_size: int = 1000, progress: bool = True, hooks: tuple[Hook, ...] = ()
-                   ) -> list[dict]:
-    """Train and evaluate; rows carry ``epoch`` (curve rows at their epoch, final rows at ``exp.epochs``)."""
+                   eval_batch_size: int = 1000, progress: bool = True, hooks: tuple[Hook, ...] = (),
+                   surrogate: torch.nn.Module | None = None) -> list[dict]:
+    """Train and evaluate; rows carry ``epoch`` (curve rows at their epoch, final rows at ``exp.epochs``).
+
+    ``surrogate`` (a trained model) adds black-box rows: attacks crafted on it, evaluated on this model.
+    """
     device = resolve_device(exp.device)
     prepared = prepare(data, exp.noise, exp.val_fraction, exp.seed, device)
     if run_dir is not None and exp.noise > 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         np.save(run_dir / "corrupted_index.npy", prepared.corrupted_index)  # which labels were replaced
-    torch.manual_seed(exp.seed)
-    mean, std = data.channel_stats()
-    model = build(exp.model, in_shape=data.shape, num_classes=data.num_classes, mean=mean, std=std,
-                  dropout=exp.dropout).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = new_model(exp, data, device)
     curves = fit(exp, prepared, model, run_dir=run_dir, checkpoint_every=checkpoint_every,
                  eval_batch_size=eval_batch_size, progress=progress, hooks=hooks)
-    final = final_rows(model, prepared, exp, eval_batch_size)
+    final = final_rows(model, prepared, exp, eval_batch_size, surrogate=surrogate)
     return curves + [dict(r, epoch=exp.epochs) for r in final]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .attacks import ATTACKS
+from .checks import failed_checks
 from .config import (
     PRESETS,
     Experiment,
@@ -31,7 +32,7 @@ from .data import DATASETS, ImageData, check_dataset_spec, load, split_spec
 from .errors import RunFailed, UsageError
 from .methods import METHODS
 from .models import MODELS
-from .plots import robust_accuracy, training_curves
+from .plots import training_curves
 from .results import (
     ResultsError,
     atomic_write_csv,
@@ -46,7 +47,9 @@ from .results import (
     summary_markdown,
     to_frame,
 )
-from .runner import resolve_device, run_experiment
+from .runner import load_trained, resolve_device, run_experiment, surrogate_of
+from .tables import TABLES
+from .train import CHECKPOINT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,17 +109,19 @@ def suite_from_args(args) -> Suite:
         base = replace(base, attacks=tuple(split_list(args.attacks, "--attacks")))
     if args.eps is not None:
         base = replace(base, eps=parse_eps(args.eps))
-    variants = suite.variants
+    variants, by_noise = suite.variants, suite.by_noise
     if args.methods or args.alpha or args.dropout:
-        methods = split_list(args.methods, "--methods") if args.methods else list(
-            dict.fromkeys(v.method for v in variants))
+        known = list(variants) + [v for _, vs in by_noise for v in vs]
+        methods = (split_list(args.methods, "--methods") if args.methods
+                   else list(dict.fromkeys(v.method for v in known)))
         alphas = parse_numbers(args.alpha, "--alpha") if args.alpha else tuple(
-            dict.fromkeys(v.alpha for v in variants if v.method == "mixup")) or (1.0,)
+            dict.fromkeys(v.alpha for v in known if v.method == "mixup")) or (1.0,)
         drops = parse_numbers(args.dropout, "--dropout") if args.dropout else (0.0,)
         variants = tuple(Variant(m, a, d) for m in methods for a in alphas for d in drops)
+        by_noise = ()
     noise = parse_numbers(args.noise, "--noise") if args.noise is not None else suite.noise
     seeds = parse_numbers(args.seeds, "--seeds", int) if args.seeds is not None else suite.seeds
-    return replace(suite, base=base, variants=variants, noise=noise, seeds=seeds)
+    return replace(suite, base=base, variants=variants, by_noise=by_noise, noise=noise, seeds=seeds)
 
 
 def check_writable(path: Path, flag: str) -> None:
@@ -160,9 +165,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def with_surrogates(runs: list[Experiment]) -> list[Experiment]:
+    """The grid plus the ERM surrogates its black-box evaluations need, each surrogate before its targets."""
+    out: list[Experiment] = []
+    for r in runs:
+        if r.surrogate_seed is not None:
+            out.append(surrogate_of(r))
+        out.append(r)
+    return list(dict.fromkeys(out))
+
+
 def _main(args, command: str) -> int:
     suite = suite_from_args(args)
-    runs = suite.expand()
+    runs = with_surrogates(suite.expand())
     check_runs(runs, args)
     out = Path(args.out or Path("results") / suite.name)
     runs_csv, failures_csv = out / "runs.csv", out / "failures.csv"
@@ -172,13 +187,21 @@ def _main(args, command: str) -> int:
         for r in runs:
             state = "finished" if r.run_id in done else (
                 "partial" if (out / "runs" / r.run_id / "checkpoint.pt").exists() else "new")
+            role = f" (black-box surrogate, seed {r.seed})" if any(
+                x.surrogate_seed is not None and surrogate_of(x) == r for x in runs) else ""
             print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g} "
-                  f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}")
+                  f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}")
         return 0
     check_writable(out, "--out")
     datasets = {spec: load(spec, args.data_dir) for spec in dict.fromkeys(r.dataset for r in runs)}
     for r in runs:
         check_sizes(r, datasets[r.dataset])
+    todo = {r.run_id for r in runs if args.force or r.run_id not in done}
+    for r in runs:  # a surrogate whose weights are gone is retrained when a target still needs it
+        if r.surrogate_seed is not None and r.run_id in todo:
+            s = surrogate_of(r)
+            if not (out / "runs" / s.run_id / CHECKPOINT).exists():
+                todo.add(s.run_id)
 
     rev = git_rev()
     failed: list[tuple[Experiment, str]] = []
@@ -186,17 +209,21 @@ def _main(args, command: str) -> int:
     for i, exp in enumerate(runs, 1):
         tag = (f"[{i}/{len(runs)}] {exp.run_id} {exp.method} alpha={exp.alpha:g} dropout={exp.dropout:g} "
                f"noise={exp.noise:g} seed={exp.seed}")
-        if exp.run_id in done and not args.force:
+        if exp.run_id not in todo:
             print(f"{tag}: finished earlier, skipped (--force reruns)", file=sys.stderr)
             continue
         run_dir = out / "runs" / exp.run_id
-        if args.force and (run_dir / "checkpoint.pt").exists():
-            (run_dir / "checkpoint.pt").unlink()
+        if (args.force or exp.run_id in done) and (run_dir / CHECKPOINT).exists():
+            (run_dir / CHECKPOINT).unlink()  # --force, or a surrogate retrained: start afresh
         t0 = time.perf_counter()
         try:
+            surrogate = None
+            if exp.surrogate_seed is not None:
+                s = surrogate_of(exp)
+                surrogate = load_trained(s, datasets[s.dataset], out / "runs" / s.run_id)
             rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir,
                                   checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, surrogate=surrogate)
         except (RunFailed, torch.OutOfMemoryError) as e:
             reason = f"{e.__class__.__name__}: {e}"
             record_failure(failures_csv, exp, reason)
@@ -209,25 +236,35 @@ def _main(args, command: str) -> int:
         print(f"{tag}: done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
     if runs_csv.exists():
-        df = load_runs(runs_csv)
-        summary = summarize(df)
-        atomic_write_csv(summary, out / "summary.csv")
-        md = summary_markdown(summary)
-        (out / "summary.md").write_text(f"# {suite.name}: summary\n\n{suite.description}. Accuracies, "
-                                        f"memorized and ECE in %, mean ± std over seeds; epsilons in /255.\n\n"
-                                        + md)
-        robust_accuracy(df, out / "robust_accuracy.png")
-        training_curves(df, out / "curves.png")
-        current = summarize(df[df["run_id"].isin({r.run_id for r in runs})])
-        print(f"\n{suite.name}: {len(runs)} runs, {time.perf_counter() - t_suite:.0f}s; eps: "
-              f"{', '.join(fmt_eps(e) for e in suite.base.eps)}; results in {out}/\n")
-        print(summary_markdown(current))
+        write_outputs(load_runs(runs_csv), suite, runs, out, time.perf_counter() - t_suite)
     if failed:
         print(f"{len(failed)} run(s) failed (details in {failures_csv}):", file=sys.stderr)
         for exp, reason in failed:
             print(f"  {exp.run_id} {exp.method} noise={exp.noise:g} seed={exp.seed}: {reason}", file=sys.stderr)
         return 1
     return 0
+
+
+def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: float) -> None:
+    """summary.csv/.md, the suite's paper-shaped tables and plots; print this invocation's summary."""
+    summary = summarize(df)
+    atomic_write_csv(summary, out / "summary.csv")
+    (out / "summary.md").write_text(
+        f"# {suite.name}: summary\n\n{suite.description}. Accuracies, memorized and ECE in %, mean ± std over "
+        f"seeds; epsilons in /255; 'checks failed' counts failed robustness sanity checks (see runs.csv).\n\n"
+        + summary_markdown(summary))
+    training_curves(df, out / "curves.png")
+    ids = {r.run_id for r in runs}
+    print(f"\n{suite.name}: {len(runs)} runs, {seconds:.0f}s; eps: "
+          f"{', '.join(fmt_eps(e) for e in suite.base.eps)}; results in {out}/\n")
+    print(summary_markdown(summarize(df[df["run_id"].isin(ids)])))
+    for name in suite.tables:
+        md = TABLES.get(name)(df, out)
+        if md:
+            print(md)
+    for rid, check in failed_checks(df[df["run_id"].isin(ids)]):
+        print(f"WARNING: run {rid}: robustness check {check!r} failed; its numbers may not be trustworthy "
+              f"(see runs.csv rows with attack 'check')", file=sys.stderr)
 
 
 if __name__ == "__main__":

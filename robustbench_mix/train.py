@@ -90,8 +90,9 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
         curves, start = ck["curves"], ck["epoch"]
 
-    bar = tqdm(range(start, exp.epochs), initial=start, total=exp.epochs, disable=not progress, leave=False,
-               desc=f"{exp.run_id} {exp.method}", unit="ep")
+    bar = tqdm(range(start, exp.epochs), initial=start, total=exp.epochs, leave=False, unit="ep",
+               disable=None if progress else True,  # None: off when stderr is not a terminal
+               desc=f"{exp.run_id} {exp.method}")
     for epoch in bar:
         model.train()
         perm = torch.randperm(n, device=device, generator=gen)

@@ -7,10 +7,16 @@ from conftest import linear_model
 
 from robustbench_mix.attacks import ATTACKS, attack_loss, fgsm, frozen_eval, get_attack, pgd
 from robustbench_mix.data import to_float
-from robustbench_mix.evaluate import attack_rows, predict
+from robustbench_mix.evaluate import attack_correct, predict
 
 
-@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd"])
+def accuracies(model, data, attack, eps_list, steps=5, n=None, restarts=1):
+    x, y = data.test_x[:n], data.test_y[:n]
+    return [attack_correct(model, model, x, y, attack, e, steps=steps, step_size=None, restarts=restarts,
+                           batch_size=64, seed=0)["top1"].float().mean().item() for e in eps_list]
+
+
+@pytest.mark.parametrize("name", ["fgsm", "ifgsm", "pgd", "pgd_margin"])
 @pytest.mark.parametrize("eps255", [1.0, 8.0, 64.0])
 def test_attacks_stay_in_the_epsilon_ball_and_pixel_range(trained, name, eps255):
     model, data = trained
@@ -28,9 +34,7 @@ def test_attacks_stay_in_the_epsilon_ball_and_pixel_range(trained, name, eps255)
 def test_attacks_never_raise_accuracy_above_clean(trained, name):
     model, data = trained
     clean = (predict(model, data.test_x, 1000).argmax(1) == data.test_y).float().mean().item()
-    rows = attack_rows(model, data.test_x, data.test_y, name, [2.0, 8.0, 32.0], steps=5, step_size=None,
-                       batch_size=64, seed=0)
-    accs = [r["value"].item() for r in rows if r["metric"] == "acc"]
+    accs = accuracies(model, data, name, [2.0, 8.0, 32.0])
     assert all(a <= clean + 1e-9 for a in accs)
     assert accs == sorted(accs, reverse=True)  # stronger with a larger epsilon
     assert accs[-1] < clean - 0.2  # and it really attacks
@@ -38,12 +42,16 @@ def test_attacks_never_raise_accuracy_above_clean(trained, name):
 
 def test_iterative_attack_at_least_as_strong_as_fgsm(trained):
     model, data = trained
-    rows = {}
-    for a in ("fgsm", "pgd"):
-        r = attack_rows(model, data.test_x, data.test_y, a, [16.0], steps=10, step_size=None, batch_size=150,
-                        seed=0)
-        rows[a] = next(x["value"].item() for x in r if x["metric"] == "acc")
-    assert rows["pgd"] <= rows["fgsm"]
+    fgsm_acc, = accuracies(model, data, "fgsm", [16.0], steps=10)
+    pgd_acc, = accuracies(model, data, "pgd", [16.0], steps=10)
+    assert pgd_acc <= fgsm_acc
+
+
+def test_restarts_keep_the_per_example_worst_case(trained):
+    model, data = trained
+    one, = accuracies(model, data, "pgd", [12.0], steps=3, restarts=1)
+    three, = accuracies(model, data, "pgd", [12.0], steps=3, restarts=3)
+    assert three <= one
 
 
 def test_fgsm_on_a_linear_model_equals_the_closed_form(rand_images):
@@ -72,8 +80,7 @@ def test_attack_leaves_model_mode_parameters_and_bn_statistics_unchanged(trained
     model.zero_grad(set_to_none=True)
     before = copy.deepcopy(model.state_dict())
     flags = [p.requires_grad for p in model.parameters()]
-    attack_rows(model, data.test_x[:50], data.test_y[:50], "pgd", [8.0], steps=3, step_size=None,
-                batch_size=50, seed=0)
+    accuracies(model, data, "pgd", [8.0], steps=3, n=50)
     assert model.training and all(m.training for m in model.modules())
     assert [p.requires_grad for p in model.parameters()] == flags
     for k, v in model.state_dict().items():
@@ -119,8 +126,4 @@ def test_attacks_match_torchattacks(trained, ours, theirs, kw):
 
 def test_torchattacks_adapter_runs_any_attack(trained):
     model, data = trained
-    rows = attack_rows(model, data.test_x[:30], data.test_y[:30], "ta:FGSM", [8.0], steps=1, step_size=None,
-                       batch_size=30, seed=0)
-    ours = attack_rows(model, data.test_x[:30], data.test_y[:30], "fgsm", [8.0], steps=1, step_size=None,
-                       batch_size=30, seed=0)
-    assert [r["value"].item() for r in rows] == [r["value"].item() for r in ours]
+    assert accuracies(model, data, "ta:FGSM", [8.0], n=30) == accuracies(model, data, "fgsm", [8.0], n=30)

@@ -27,7 +27,11 @@ def test_default_suite_writes_runs_summary_and_plots(quick_out, capsys):
     for metric in ("acc", "top5_acc", "nll", "ece"):
         assert ((final["split"] == "test") & (final["attack"] == "none") & (final["metric"] == metric)).sum() == 4
     adv = final[final["attack"].isin(["fgsm", "pgd"]) & (final["metric"] == "acc")]
-    assert len(adv) == 8 and set(adv["eps"]) == {round(8 / 255, 6)}
+    # every attack at eps 0 (must equal clean) and 8/255; PGD also at the 64/255 gradient-masking check
+    assert len(adv) == 20 and set(adv["eps"]) == {0.0, round(8 / 255, 6), round(64 / 255, 6)}
+    assert len(final[(final["attack"] == "worst") & (final["metric"] == "acc")]) == 4
+    checks = final[final["attack"] == "check"]
+    assert len(checks) > 0 and (checks["value"] == 1).all()
     assert (final["metric"] == "memorized").sum() == 2  # the two noisy runs
     assert set(df["epoch"]) == {1, 2}  # curves at epoch 1, final evaluation at epoch 2
     assert (df["torch"] == torch.__version__).all() and df["device"].str.startswith("cpu").all()

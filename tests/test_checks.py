@@ -1,0 +1,86 @@
+"""The robustness sanity checks catch planted failures; black-box examples come from the surrogate."""
+
+from dataclasses import replace
+
+import torch
+from conftest import linear_model
+
+from robustbench_mix.attacks import ATTACKS, fgsm, frozen_eval
+from robustbench_mix.checks import check_rows
+from robustbench_mix.config import Experiment
+from robustbench_mix.data import prepare, to_float
+from robustbench_mix.evaluate import attack_correct, final_rows
+
+EXP = Experiment(attacks=("fgsm", "pgd"), eps=(8.0, 16.0), attack_steps=5, check_eps=64.0)
+
+
+def _checks(model, data, exp=EXP, surrogate=None):
+    rows = final_rows(model, data, exp, 500, surrogate=surrogate)
+    return {r["metric"].removeprefix("check:"): r["value"] for r in rows if r["attack"] == "check"}
+
+
+def test_all_checks_pass_on_a_normally_trained_model(trained):
+    model, data = trained
+    checks = _checks(model, data)
+    assert set(checks) >= {"eps0_is_clean:fgsm", "in_ball:pgd", "monotone_in_eps:pgd", "stronger_than_fgsm:pgd",
+                           "large_eps_breaks:pgd", "input_grad_nonzero"}
+    assert all(v == 1.0 for v in checks.values()), checks
+
+
+class Quantized(torch.nn.Module):
+    """Rounds its input to 4 levels: the gradient is zero almost everywhere (masked), accuracy stays high."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(torch.round(x * 3) / 3)
+
+
+def test_checks_flag_a_masked_gradient(trained):
+    model, data = trained
+    checks = _checks(Quantized(model), data)
+    assert checks["input_grad_nonzero"] == 0.0
+    assert checks["large_eps_breaks:pgd"] == 0.0  # the attack cannot find its way: a masked gradient
+
+
+def test_checks_flag_an_attack_that_leaves_the_epsilon_ball(trained, monkeypatch):
+    model, data = trained
+
+    def sloppy(model, x, y, eps, steps=1, step_size=None, loss="ce"):
+        return torch.clamp(x + 2 * eps * fgsm(model, x, y, eps).sub(x).sign(), 0, 1)
+
+    monkeypatch.setitem(ATTACKS._items, "sloppy", sloppy)
+    checks = _checks(model, data, replace(EXP, attacks=("sloppy",)))
+    assert checks["in_ball:sloppy"] == 0.0
+
+
+def test_checks_flag_accuracy_rising_with_epsilon_and_blackbox_stronger_than_whitebox():
+    rows = [{"split": "test", "attack": "fgsm", "eps": e / 255, "metric": "acc", "value": v}
+            for e, v in ((0, 0.9), (8, 0.5), (16, 0.7))]
+    rows += [{"split": "test", "attack": "bb:fgsm", "eps": e / 255, "metric": "acc", "value": v}
+             for e, v in ((8, 0.3), (16, 0.8))]
+    checks = {r["metric"]: r["value"] for r in check_rows(rows, replace(EXP, attacks=("fgsm",)))}
+    assert checks["check:monotone_in_eps:fgsm"] == 0.0
+    assert checks["check:blackbox_weaker:fgsm"] == 0.0
+
+
+def test_blackbox_examples_are_crafted_on_the_surrogate_not_the_target(small_digits):
+    data = prepare(small_digits, 0.0, 0.0, 0, torch.device("cpu"))
+    target, surrogate = linear_model(64, 10, seed=1), linear_model(64, 10, seed=2)
+    x, y = data.test_x[:40], data.test_y[:40]
+    calls = {"target_grad": 0}
+
+    def spy(module, args):
+        calls["target_grad"] += int(args[0].requires_grad)
+
+    target.register_forward_pre_hook(spy)
+    res = attack_correct(target, surrogate, x, y, "fgsm", 16.0, steps=1, step_size=None, restarts=3,
+                         batch_size=40, seed=0)
+    assert calls["target_grad"] == 0  # no gradient was ever taken through the target
+    with frozen_eval(surrogate), torch.no_grad():
+        with torch.enable_grad():
+            adv = fgsm(surrogate, to_float(x), y, 16 / 255)
+        expected = target(adv).argmax(1) == y
+    assert torch.equal(res["top1"], expected)

@@ -1,0 +1,84 @@
+"""Paper-shaped tables: Table 2 selection rules and layout, Table 3 with a black-box surrogate."""
+
+import pandas as pd
+import pytest
+
+from robustbench_mix.results import load_runs, to_frame
+from robustbench_mix.suite import main
+from robustbench_mix.tables import _label_runs, per_run_errors
+
+
+def _curve_frame(test_acc, val_acc):
+    from robustbench_mix.config import Experiment
+
+    exp = Experiment(noise=0.5, epochs=len(test_acc), val_fraction=0.1)
+    rows = []
+    for ep, (t, v) in enumerate(zip(test_acc, val_acc, strict=True), 1):
+        rows += [{"epoch": ep, "split": "test", "attack": "none", "eps": 0.0, "metric": "acc", "value": t},
+                 {"epoch": ep, "split": "val", "attack": "none", "eps": 0.0, "metric": "acc", "value": v}]
+    rows += [{"epoch": len(test_acc), "split": "train", "attack": "none", "eps": 0.0, "metric": "acc_true",
+              "value": 0.6},
+             {"epoch": len(test_acc), "split": "train_corrupted", "attack": "none", "eps": 0.0,
+              "metric": "memorized", "value": 0.9}]
+    return _label_runs(to_frame(exp, rows, device="cpu", command="t", rev="r"))
+
+
+def test_best_last_and_validation_selected_errors():
+    e = per_run_errors(_curve_frame([0.5, 0.7, 0.9, 0.6], [0.4, 0.8, 0.6, 0.5])).iloc[0]
+    assert e["best test err (test-selected)"] == pytest.approx(10.0)
+    assert e["last test err"] == pytest.approx(40.0)
+    assert e["test err at best val epoch"] == pytest.approx(30.0)  # epoch 2, chosen by validation
+    assert e["train err (real labels)"] == pytest.approx(40.0)
+    assert e["train err on corrupted (noisy labels)"] == pytest.approx(10.0)
+
+
+def test_validation_selection_never_looks_at_test_data():
+    val = [0.4, 0.8, 0.6, 0.5]
+    chosen = set()
+    for test in ([0.5, 0.7, 0.9, 0.6], [0.9, 0.7, 0.1, 0.2], [0.1, 0.7, 0.95, 0.99]):
+        e = per_run_errors(_curve_frame(test, val)).iloc[0]
+        chosen.add(round(100 - e["test err at best val epoch"], 6))
+    assert chosen == {70.0}  # always epoch 2's test accuracy, whatever the test curve does
+
+
+def test_table2_cpu_preset_writes_paper_layout(tmp_path):
+    out = tmp_path / "t2"
+    assert main(["--preset", "table2-cpu", "--out", str(out), "--epochs", "3", "--noise", "0.5", "--no-progress"]) == 0
+    t = pd.read_csv(out / "table2.csv")
+    assert list(t["corruption"]) == [0.5]
+    for v in ("ERM", "ERM + dropout (p=0.8)", "mixup (α=32)", "mixup (α=8) + dropout (p=0.3)"):
+        for q in ("best test err (test-selected)", "last test err", "test err at best val epoch",
+                  "train err (real labels)", "train err on corrupted (noisy labels)"):
+            assert f"{v}: {q}" in t.columns
+    assert (out / "table2_curves_noise0.5.png").exists()
+    md = (out / "table2.md").read_text()
+    assert "Table 2: last test err" in md and "| 0.5 |" in md
+
+
+def test_table3_cpu_preset_trains_a_surrogate_and_reports_both_threats(tmp_path, capsys):
+    out = tmp_path / "t3"
+    args = ["--preset", "table3-cpu", "--out", str(out), "--epochs", "2", "--attack-steps", "2", "--eps", "8",
+            "--no-progress"]
+    assert main(args) == 0
+    df = load_runs(out / "runs.csv")
+    sur = df[df["preset"] == "table3-cpu/surrogate"]
+    assert set(sur["method"]) == {"erm"} and set(sur["seed"]) == {100}
+    targets = df[df["preset"] == "table3-cpu"]
+    assert {"bb:fgsm", "bb:ifgsm", "fgsm", "ifgsm", "pgd", "pgd_margin", "worst"} <= set(targets["attack"])
+    assert "bb:fgsm" not in set(sur["attack"])
+    t3 = pd.read_csv(out / "table3.csv")
+    first = t3.columns[0]
+    assert "white-box fgsm 8/255 top-1" in set(t3[first]) and "black-box ifgsm 8/255 top-5" in set(t3[first])
+    assert list(t3.columns[1:]) == ["ERM", "mixup (α=1)"]
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    assert "black-box surrogate, seed 100" in capsys.readouterr().out
+    # a target to redo whose surrogate's weights are gone: the surrogate is retrained first
+    import shutil
+
+    sid = sur["run_id"].iloc[0]
+    shutil.rmtree(out / "runs" / sid)
+    assert main([*args, "--methods", "mixup", "--force"]) == 0
+    err = capsys.readouterr().err
+    assert f"{sid} erm" in err and "done" in err.split(sid)[1].split("\n")[0]
+    assert (out / "runs" / sid / "checkpoint.pt").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -163,6 +164,7 @@ def config_fields(df: pd.DataFrame) -> pd.DataFrame:
     recs = {}
     for rid, text in df.drop_duplicates("run_id")[["run_id", "config"]].itertuples(index=False):
         d = Experiment.from_json(text).to_dict()
+        d.pop("device")  # the requested device; the device column says where it really ran
         recs[rid] = {k: (",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
                          if isinstance(v, tuple) else ("" if v is None else v)) for k, v in d.items()}
     out = pd.DataFrame.from_dict(recs, orient="index")
@@ -196,6 +198,31 @@ def final_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["epoch"] == df["epochs"]]
 
 
+def headline(final: pd.DataFrame) -> pd.DataFrame:
+    """The headline measurements among final rows, each named (``metric_name``) in a ``name`` column."""
+    m = final[final["metric"].isin(SUMMARY_METRICS) & final["split"].isin(SUMMARY_SPLITS)
+              & (final["attack"] != "check") & ~((final["attack"] != "none") & (final["eps"] == 0))]
+    return m.assign(name=[metric_name(*t) for t in zip(m["split"], m["attack"], m["eps"], m["metric"], strict=True)])
+
+
+def config_key(config_json: str) -> str:
+    """What identifies a configuration across files and seeds: the config without seed, preset and device."""
+    from .config import NOT_HASHED
+
+    d = Experiment.from_json(config_json).to_dict()
+    return json.dumps({k: v for k, v in d.items() if k not in NOT_HASHED and k != "seed"}, sort_keys=True)
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """A runs.csv, or a results directory holding one."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "runs.csv"
+    if not p.exists():
+        raise ResultsError(f"{path}: no such results file (give a runs.csv or a directory holding one)")
+    return load_runs(p)
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (seeds pooled): ``<metric> mean`` and ``<metric> std`` columns, n_seeds
     and ``checks failed`` (failed sanity checks summed over seeds)."""
@@ -207,27 +234,28 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     cfg = cfg[[k for k in keys if k not in GROUP]]
     d = d.join(cfg, on="run_id")
     fails = d[d["attack"] == "check"].assign(failed=lambda t: (t["value"] < 0.5).astype(int))
-    m = d[d["metric"].isin(SUMMARY_METRICS) & d["split"].isin(SUMMARY_SPLITS) & (d["attack"] != "check")
-          & ~((d["attack"] != "none") & (d["eps"] == 0))].copy()
-    m["name"] = [metric_name(*t) for t in zip(m["split"], m["attack"], m["eps"], m["metric"], strict=True)]
+    m = headline(d)
     order = sorted(dict.fromkeys(m["name"]), key=_column_rank)
     per_seed = m.pivot_table(index=keys + ["seed"], columns="name", values="value", aggfunc="first")
     g = per_seed.groupby(level=keys, sort=True)
     mean, std = g.mean(), g.std(ddof=1)
-    out = pd.DataFrame(index=mean.index)
+    cols = {}
     for name in order:
-        out[f"{name} mean"] = mean[name]
-        out[f"{name} std"] = std[name]
-    out["n_seeds"] = g.size()
+        cols[f"{name} mean"] = mean[name]
+        cols[f"{name} std"] = std[name]
+    cols["n_seeds"] = g.size()
     if len(fails):
-        out["checks failed"] = fails.groupby(keys)["failed"].sum().reindex(out.index).fillna(0).astype(int)
-    return out.reset_index()
+        cols["checks failed"] = fails.groupby(keys)["failed"].sum().reindex(mean.index).fillna(0).astype(int)
+    out = pd.concat(cols, axis=1)
+    return pd.concat([out.index.to_frame(index=False), out.reset_index(drop=True)], axis=1)
 
 
 def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = False) -> str:
     """A readable table: only the config columns that vary, metrics as mean ± std (accuracies in %).
 
-    Unless ``full``, top-5 and clean-subset training accuracy are left out (they stay in summary.csv).
+    Unless ``full``, only the clean metrics, memorization and the white-box accuracy under attack are shown
+    (the per-example worst case over attacks where several ran); top-5, black-box and per-attack columns
+    stay in summary.csv and the robust-accuracy and paper tables.
     """
     if summary.empty:
         return "(no finished runs)\n"
@@ -235,7 +263,9 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
                if not c.endswith((" mean", " std")) and summary[c].nunique() > 1] or ["method"]
     names = [c[:-5] for c in summary.columns if c.endswith(" mean")]
     if not full:
-        names = [n for n in names if "top5" not in n and n != "train_clean acc"]
+        names = [n for n in names if "top5" not in n and n != "train_clean acc" and not n.startswith("bb:")]
+        if any(n.startswith("worst ") for n in names):
+            names = [n for n in names if n.split(" ")[0] in SUMMARY_SPLITS or n.startswith("worst ")]
     head = varying + names + ["seeds"] + (["checks failed"] if "checks failed" in summary else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():

@@ -33,6 +33,7 @@ from .errors import RunFailed, UsageError
 from .methods import METHODS
 from .models import MODELS
 from .plots import training_curves
+from .report import write_report
 from .results import (
     ResultsError,
     atomic_write_csv,
@@ -262,6 +263,7 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
         md = TABLES.get(name)(df, out)
         if md:
             print(md)
+    write_report(out)
     for rid, check in failed_checks(df[df["run_id"].isin(ids)]):
         print(f"WARNING: run {rid}: robustness check {check!r} failed; its numbers may not be trustworthy "
               f"(see runs.csv rows with attack 'check')", file=sys.stderr)

@@ -1,0 +1,113 @@
+"""``python -m robustbench_mix.compare A B [C ...]``: compare results files (or directories) run by run.
+
+Runs are aligned by configuration (the config without seed, preset and device), never by row order. For
+each configuration and headline metric at the final epoch it prints both means, the difference (other
+minus the first file) and, when both sides have at least two seeds, a Welch 95% confidence interval of the
+difference. Configurations present on one side only are listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UsageError
+from .results import ResultsError, atomic_write_csv, config_key, final_rows, headline, load_results
+
+
+def welch_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of mean(b) - mean(a) without assuming equal variances."""
+    from scipy import stats
+
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = b.mean() - a.mean()
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return diff, diff
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    h = stats.t.ppf(0.5 + level / 2, dof) * se
+    return diff - h, diff + h
+
+
+def per_seed(df: pd.DataFrame) -> pd.DataFrame:
+    """config key x metric name -> the values over seeds."""
+    m = headline(final_rows(df))
+    keys = {c: config_key(c) for c in m["config"].unique()}
+    return m.assign(key=m["config"].map(keys))[["key", "name", "seed", "value"]]
+
+
+def describe(key: str) -> str:
+    d = json.loads(key)
+    s = f"{d['dataset']} {d['model']} {d['method']}"
+    s += f" α={d['alpha']:g}" if d["method"] == "mixup" else ""
+    s += f" drop={d['dropout']:g}" if d["dropout"] else ""
+    return s + f" noise={d['noise']:g} ep={d['epochs']}"
+
+
+def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    pa, pb = per_seed(a), per_seed(b)
+    ka, kb = set(pa["key"]), set(pb["key"])
+    rows = []
+    for key in sorted(ka & kb):
+        ga, gb = pa[pa["key"] == key], pb[pb["key"] == key]
+        for name in dict.fromkeys([*ga["name"], *gb["name"]]):
+            va = ga[ga["name"] == name]["value"].to_numpy()
+            vb = gb[gb["name"] == name]["value"].to_numpy()
+            if not len(va) or not len(vb):
+                continue
+            lo, hi = welch_ci(va, vb) if len(va) >= 2 and len(vb) >= 2 else (np.nan, np.nan)
+            rows.append({"config": describe(key), "metric": name, "a_mean": va.mean(), "a_seeds": len(va),
+                         "b_mean": vb.mean(), "b_seeds": len(vb), "diff": vb.mean() - va.mean(),
+                         "ci95_low": lo, "ci95_high": hi, "config_key": key})
+    only_a = [describe(k) for k in sorted(ka - kb)]
+    only_b = [describe(k) for k in sorted(kb - ka)]
+    return pd.DataFrame(rows), only_a, only_b
+
+
+def to_markdown(table: pd.DataFrame, only_a: list[str], only_b: list[str], a: str, b: str) -> str:
+    lines = [f"# Comparison: {b} vs {a}", "", f"diff = {b} - {a}; 95% CI by Welch's t where both sides have >= 2 "
+             "seeds. Accuracies are fractions.", ""]
+    if len(table):
+        lines += ["| configuration | metric | A | B | diff | 95% CI |", "|---|---|---|---|---|---|"]
+        for _, r in table.iterrows():
+            ci = "" if np.isnan(r["ci95_low"]) else f"[{r['ci95_low']:+.4f}, {r['ci95_high']:+.4f}]"
+            lines.append(f"| {r['config']} | {r['metric']} | {r['a_mean']:.4f} (n={r['a_seeds']}) | "
+                         f"{r['b_mean']:.4f} (n={r['b_seeds']}) | {r['diff']:+.4f} | {ci} |")
+    else:
+        lines.append("(no configuration is present on both sides)")
+    for side, only in ((a, only_a), (b, only_b)):
+        if only:
+            lines += ["", f"Only in {side}:", *[f"- {c}" for c in only]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m robustbench_mix.compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", nargs="+", help="runs.csv files or results directories; each is compared to the first")
+    p.add_argument("--out", default="results/compare", help="where comparison CSV/Markdown go (default: %(default)s)")
+    args = p.parse_args(argv)
+    if len(args.results) < 2:
+        p.error("give at least two results files or directories")
+    try:
+        frames = [load_results(r) for r in args.results]
+    except (ResultsError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    for i, (path, df) in enumerate(zip(args.results[1:], frames[1:], strict=True), 1):
+        table, only_a, only_b = compare(frames[0], df)
+        md = to_markdown(table, only_a, only_b, args.results[0], path)
+        stem = "comparison" if len(frames) == 2 else f"comparison_{i}"
+        atomic_write_csv(table, out / f"{stem}.csv")
+        (out / f"{stem}.md").write_text(md)
+        print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

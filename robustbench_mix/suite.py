@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--out", help="results directory (default: results/<preset>)")
     a("--checkpoint-every", type=int, default=1, help="checkpoint every N epochs (default 1)")
     a("--eval-batch-size", type=int, default=1000, help="batch size of evaluation and attacks")
+    a("--compile", action="store_true", help="train through torch.compile (faster on GPU after warm-up)")
     a("--force", action="store_true", help="rerun runs that already finished")
     a("--dry-run", action="store_true", help="list the runs and their status without training")
     a("--no-progress", action="store_true", help="no progress bars")
@@ -224,7 +225,7 @@ def _main(args, command: str) -> int:
                 surrogate = load_trained(s, datasets[s.dataset], out / "runs" / s.run_id)
             rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir,
                                   checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
-                                  progress=not args.no_progress, surrogate=surrogate)
+                                  progress=not args.no_progress, surrogate=surrogate, compile=args.compile)
         except (RunFailed, torch.OutOfMemoryError) as e:
             reason = f"{e.__class__.__name__}: {e}"
             record_failure(failures_csv, exp, reason)

@@ -1,0 +1,231 @@
+"""``python -m robustbench_mix.bench``: the suite's trainer and attack evaluation against the common recipe.
+
+In one process, on the same model, batch size and device, it times (after warm-up, synchronizing the
+device) the common training loop (torchvision DataLoader with per-image CPU transforms, fp32, a
+``loss.item()`` per step) and the suite's own trainer (:func:`robustbench_mix.train.fit`: uint8 data and
+augmentation on the device, bf16 autocast and channels_last on CUDA); and torchattacks' PGD as users call
+it against the suite's attack evaluation. It prints images/s, the ratios and the fraction of the device's
+peak (FLOPs counted with torch's FlopCounterMode, peak measured with a large matrix product), and writes
+JSON and CSV under ``experiments/bench/``. The images are random uint8 CIFAR-shaped tensors: speed does not
+depend on their content, and no download is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import Experiment
+from .data import Prepared
+from .evaluate import attack_correct
+from .models import build
+from .results import atomic_write_csv, device_name, git_rev, now
+from .runner import resolve_device
+from .train import fit
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_flops(device: torch.device) -> float:
+    """Measured matmul FLOP/s: bf16 8192^3 on CUDA, fp32 2048^3 on the CPU."""
+    n, dtype, reps = (8192, torch.bfloat16, 20) if device.type == "cuda" else (2048, torch.float32, 4)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - t)
+
+
+def train_flops_per_image(model, shape, device) -> float:
+    """Training FLOPs per image (forward and backward, as counted by FlopCounterMode on one batch)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(8, *shape, device=device)
+    with FlopCounterMode(display=False) as fc:
+        model(x).sum().backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops() / 8
+
+
+def synthetic(n: int, shape, classes: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
+    return x.to(device), torch.randint(0, classes, (n,), generator=g).to(device)
+
+
+def common_recipe(model_name, shape, classes, batch, steps, warmup, device, workers) -> float:
+    """The loop most scripts use: per-image PIL transforms in DataLoader workers, fp32, .item() per step."""
+    import torchvision.transforms as T
+    from PIL import Image
+
+    x, y = synthetic(batch * (steps + warmup), shape, classes, "cpu")
+    hwc = x.permute(0, 2, 3, 1).numpy()
+
+    class Images(torch.utils.data.Dataset):
+        tf = T.Compose([T.RandomCrop(shape[-1], padding=4), T.RandomHorizontalFlip(), T.ToTensor()])
+
+        def __len__(self):
+            return len(hwc)
+
+        def __getitem__(self, i):
+            return self.tf(Image.fromarray(hwc[i].squeeze(-1) if shape[0] == 1 else hwc[i])), int(y[i])
+
+    loader = torch.utils.data.DataLoader(Images(), batch_size=batch, shuffle=True, drop_last=True,
+                                         num_workers=workers, pin_memory=device.type == "cuda",
+                                         persistent_workers=workers > 0)
+    torch.manual_seed(0)
+    model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
+                  std=(0.25,) * shape[0]).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    t0 = None
+    for i, (xb, yb) in enumerate(loader):
+        if i == warmup:
+            sync(device)
+            t0 = time.perf_counter()
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        loss = torch.nn.functional.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        loss.item()
+    sync(device)
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def suite_trainer(model_name, shape, classes, batch, steps, warmup, device, method, compile) -> float:
+    """The suite's real trainer, timed over one epoch of ``steps`` batches after a warm-up epoch."""
+    def prepared(n):
+        x, y = synthetic(n, shape, classes, device)
+        empty = x[:0]
+        return Prepared(train_x=x, train_y=y, train_true_y=y, corrupted=torch.zeros_like(y, dtype=torch.bool),
+                        val_x=empty, val_y=y[:0], test_x=x[:batch], test_y=y[:batch], num_classes=classes,
+                        augment="crop_flip" if shape[-1] >= 24 else "none", corrupted_index=np.arange(0))
+
+    exp = Experiment(model=model_name, method=method, alpha=1.0 if method == "mixup" else 0.0, epochs=1,
+                     batch_size=batch, lr=0.01, schedule="constant", attacks=())
+    torch.manual_seed(0)
+    model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
+                  std=(0.25,) * shape[0]).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    fit(exp, prepared(batch * warmup), model, progress=False, compile=compile)
+    data = prepared(batch * steps)
+    sync(device)
+    t = time.perf_counter()
+    fit(replace(exp, seed=1), data, model, progress=False, compile=compile)
+    sync(device)
+    return batch * steps / (time.perf_counter() - t)
+
+
+def attacks(model_name, shape, classes, batch, device, steps) -> dict[str, float]:
+    """PGD-`steps` images/s: torchattacks as users call it (fp32) vs the suite's evaluation."""
+    torch.manual_seed(0)
+    model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
+                  std=(0.25,) * shape[0]).to(device).eval()
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    x, y = synthetic(batch, shape, classes, device)
+    out = {}
+
+    def timed(fn):
+        fn()  # warm-up
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        return batch / (time.perf_counter() - t)
+
+    out["suite_pgd_img_s"] = timed(lambda: attack_correct(model, model, x, y, "pgd", 8.0, steps=steps,
+                                                          step_size=2.0, restarts=1, batch_size=batch, seed=0))
+    try:
+        import torchattacks
+
+        atk = torchattacks.PGD(model, eps=8 / 255, alpha=2 / 255, steps=steps, random_start=True)
+        xf = x.float() / 255
+        out["torchattacks_pgd_img_s"] = timed(lambda: atk(xf, y))
+    except ImportError:
+        out["torchattacks_pgd_img_s"] = float("nan")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m robustbench_mix.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="auto")
+    p.add_argument("--model", default=None, help="default: preact_resnet18 on CUDA, cnn on the CPU")
+    p.add_argument("--batch-size", type=int, nargs="+", default=None, help="default: 512 128 on CUDA, 64 on CPU")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 50 on CUDA, 5 on CPU)")
+    p.add_argument("--warmup", type=int, default=None)
+    p.add_argument("--attack-batch", type=int, default=None, help="default 1000 on CUDA, 100 on CPU")
+    p.add_argument("--attack-steps", type=int, default=10)
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--method", default="erm", help="the suite trainer's method (erm or mixup)")
+    p.add_argument("--compile", action="store_true", help="also time the suite's trainer under torch.compile")
+    p.add_argument("--out", default="experiments/bench")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    model = args.model or ("preact_resnet18" if cuda else "cnn")
+    batches = args.batch_size or ([512, 128] if cuda else [64])
+    steps = args.steps or (50 if cuda else 5)
+    warmup = args.warmup or (10 if cuda else 2)
+    shape, classes = (3, 32, 32), 10
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    peak = peak_flops(device)
+    m = build(model, in_shape=shape, num_classes=classes, mean=(0.5,) * 3, std=(0.25,) * 3).to(device)
+    fpi = train_flops_per_image(m, shape, device)
+    rows = []
+    for b in batches:
+        rec = {"batch_size": b, "recipe_img_s": common_recipe(model, shape, classes, b, steps, warmup, device,
+                                                              args.workers),
+               "suite_img_s": suite_trainer(model, shape, classes, b, steps, warmup, device, args.method, False)}
+        if args.compile:
+            rec["suite_compiled_img_s"] = suite_trainer(model, shape, classes, b, steps, warmup, device,
+                                                        args.method, True)
+        best = max(v for k, v in rec.items() if k.startswith("suite"))
+        rec.update(speedup=best / rec["recipe_img_s"], suite_fraction_of_peak=best * fpi / peak)
+        rows.append(rec)
+    atk = attacks(model, shape, classes, args.attack_batch or (1000 if cuda else 100), device, args.attack_steps)
+    info = {"device": device_name(device), "torch": torch.__version__, "model": model, "method": args.method,
+            "steps": steps, "warmup": warmup, "workers": args.workers, "train_gflops_per_image": fpi / 1e9,
+            "peak_tflops_measured": peak / 1e12, "peak_dtype": "bf16" if cuda else "fp32", "git_rev": git_rev(),
+            "created_at": now(), "python": platform.python_version(), "training": rows,
+            "attack_batch": args.attack_batch or (1000 if cuda else 100), "attack_steps": args.attack_steps, **atk}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"bench_{device.type}_{model}"
+    (out / f"{stem}.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_csv(pd.DataFrame([{**{k: v for k, v in info.items() if k != "training"}, **r} for r in rows]),
+                     out / f"{stem}.csv")
+    print(f"{info['device']}, torch {info['torch']}, {model}: {fpi / 1e9:.3f} GFLOP per training image; "
+          f"measured peak {peak / 1e12:.2f} TFLOP/s ({info['peak_dtype']})")
+    for r in rows:
+        extra = f", compiled {r['suite_compiled_img_s']:,.0f}" if "suite_compiled_img_s" in r else ""
+        print(f"  batch {r['batch_size']}: recipe {r['recipe_img_s']:,.0f} img/s, suite {r['suite_img_s']:,.0f}"
+              f"{extra} img/s -> {r['speedup']:.2f}x, {100 * r['suite_fraction_of_peak']:.1f}% of peak")
+    print(f"  PGD-{args.attack_steps}: suite {atk['suite_pgd_img_s']:,.0f} img/s, torchattacks "
+          f"{atk['torchattacks_pgd_img_s']:,.0f} img/s")
+    print(f"wrote {out / stem}.json and .csv")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -201,12 +201,11 @@ def load_image_folder(arg: str, data_dir: Path) -> ImageData:
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # PIL decodes outside the GIL
         for split in ("train", "test"):
             imgs = list(pool.map(_decode, [p for p, _ in listing[split]]))
-            shapes = {im.shape for im in imgs}
-            if len(shapes) != 1:
-                first = imgs[0].shape
-                odd = next(p for (p, _), im in zip(listing[split], imgs, strict=True) if im.shape != first)
-                raise UsageError(f"images in {str(root)!r} differ in size: {str(odd)!r} is "
-                                 f"{odd_shape(imgs, first)} but the first is {first[1]}x{first[0]}")
+            first = imgs[0].shape
+            for (path, _), im in zip(listing[split], imgs, strict=True):
+                if im.shape != first:
+                    raise UsageError(f"images in {str(root)!r} differ in size: {str(path)!r} is "
+                                     f"{im.shape[1]}x{im.shape[0]} but the first is {first[1]}x{first[0]}")
             arrays[f"{split}_x"] = np.ascontiguousarray(np.stack(imgs).transpose(0, 3, 1, 2))
             arrays[f"{split}_y"] = np.array([c for _, c in listing[split]], dtype=np.int64)
     if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
@@ -221,11 +220,6 @@ def load_image_folder(arg: str, data_dir: Path) -> ImageData:
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
     return ImageData(f"imagefolder:{root.name}", **tensors, classes=classes,
                      augment=_augment_for(arrays["train_x"].shape))
-
-
-def odd_shape(imgs: list[np.ndarray], first: tuple) -> str:
-    s = next(im.shape for im in imgs if im.shape != first)
-    return f"{s[1]}x{s[0]}"
 
 
 def _augment_for(shape) -> str:

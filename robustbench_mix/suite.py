@@ -54,7 +54,7 @@ from .train import CHECKPOINT
 
 
 def build_parser() -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {n:10s} {s.description}" for n, s in PRESETS.items())
+    presets = "\n".join(f"  {n:13s} {s.description}" for n, s in PRESETS.items())
     p = argparse.ArgumentParser(
         prog="python -m robustbench_mix.suite",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--attack-steps", type=int, help="steps of the iterative attacks (default 10)")
     a("--attack-step-size", type=float, help="step size in /255 units (default 2.5*eps/steps)")
     a("--attack-samples", type=int, help="attack the first N test images (0 = all)")
+    a("--attack-restarts", type=int, help="random restarts of PGD; per-example worst case (default 1)")
+    a("--check-eps", type=float, help="epsilon (/255) at which PGD must break the model, a gradient-masking "
+      "check (default 64; 0 skips)")
+    a("--surrogate-seed", type=int, help="add black-box rows: attacks transferred from an ERM twin trained "
+      "with this seed")
     a("--eval-every", type=int, help="record clean/memorization curves every N epochs (0 = end only)")
     a("--device", help="auto (default), cpu, cuda or cuda:N")
     a("--data-dir", default=os.environ.get("ROBUSTBENCH_MIX_DATA", "data"),
@@ -105,6 +110,8 @@ def suite_from_args(args) -> Suite:
               "lr": args.lr, "weight_decay": args.weight_decay, "schedule": args.schedule,
               "val_fraction": args.val_fraction, "attack_steps": args.attack_steps,
               "attack_step_size": args.attack_step_size, "attack_samples": args.attack_samples,
+              "attack_restarts": args.attack_restarts, "check_eps": args.check_eps,
+              "surrogate_seed": args.surrogate_seed,
               "eval_every": args.eval_every, "device": args.device}
     base = replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.attacks is not None:

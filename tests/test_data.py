@@ -148,3 +148,11 @@ def test_cifar_without_network_names_data_dir(tmp_path, monkeypatch):
 def test_scan_rejects_missing_folder(tmp_path):
     with pytest.raises(UsageError, match="does not exist"):
         scan_image_folder(tmp_path / "nope")
+
+
+def test_image_folder_with_mixed_sizes_names_the_odd_file(tmp_path):
+    root = tmp_path / "imgs"
+    _write_folder(root)
+    Image.fromarray(np.zeros((9, 8, 3), dtype=np.uint8)).save(root / "test" / "b" / "odd.png")
+    with pytest.raises(UsageError, match=r"odd.png' is 8x9 but the first is 8x8"):
+        load_image_folder(str(root), tmp_path / "cache")

@@ -14,6 +14,10 @@ from .registry import unknown
 SCHEDULES = ("step", "cosine", "constant")
 # Fields that say where or under which label a run happens, not what it computes: not part of the run id.
 NOT_HASHED = {"preset", "device"}
+# Fields added after results were first published, with their default: they enter the hash only when set to
+# something else, so adding a field never changes the id (and orphans the results) of an existing run.
+ADDED_FIELDS = {"attack_precision": "fp32"}
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class Experiment:
     attack_restarts: int = 1  # random-start attacks: an example counts as robust only if it survives all
     check_eps: float = 64.0  # /255; PGD here must break the model (gradient-masking check); 0 = skip
     surrogate_seed: int | None = None  # black-box: transfer attacks from an ERM twin trained with this seed
+    attack_precision: str = "fp32"  # bf16 runs attacks and their evaluation under bf16 autocast
     device: str = "auto"
 
     @property
@@ -66,7 +71,8 @@ class Experiment:
 
 def config_hash(exp: Experiment) -> str:
     """Stable across processes and Python versions: sha256 of the canonical JSON of the hashed fields."""
-    d = {k: v for k, v in exp.to_dict().items() if k not in NOT_HASHED}
+    d = {k: v for k, v in exp.to_dict().items()
+         if k not in NOT_HASHED and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
     d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
@@ -136,6 +142,7 @@ def validate(exp: Experiment) -> None:
         (exp.attack_steps >= 1, f"attack steps {exp.attack_steps} must be at least 1"),
         (exp.attack_step_size is None or exp.attack_step_size > 0,
          f"attack step size {exp.attack_step_size} must be positive (in /255 units)"),
+        (exp.attack_precision in PRECISIONS, unknown("attack precision", exp.attack_precision, list(PRECISIONS))),
         (exp.attack_restarts >= 1, f"attack restarts {exp.attack_restarts} must be at least 1"),
         (0 <= exp.check_eps <= 255, f"check epsilon {fmt_eps(exp.check_eps)} is outside [0, 255/255]"),
         (exp.surrogate_seed is None or exp.surrogate_seed != exp.seed,

@@ -111,18 +111,22 @@ def curve_rows(model, data: Prepared, batch_size: int) -> list[dict]:
 
 
 def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps: int,
-                   step_size: float | None, restarts: int, batch_size: int, seed: int) -> dict[str, torch.Tensor]:
+                   step_size: float | None, restarts: int, batch_size: int, seed: int,
+                   precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Per-example correctness of ``target`` on adversarial examples crafted on ``crafter`` (the target
     itself for white-box, a surrogate for black-box), plus the largest perturbation and box violation.
 
     With ``restarts`` > 1 (random-start attacks, white-box only) an example is robust only if it survives
-    every restart.
+    every restart. ``precision='bf16'`` runs crafting and evaluation under bf16 autocast (the adversarial
+    examples themselves stay fp32 in [0, 1]).
     """
     fn = get_attack(attack)
     eps = e255 / 255.0
     ss = (step_size / 255.0) if step_size else default_step_size(eps, steps)
     if attack not in RANDOM_START or crafter is not target:
         restarts = 1  # a transfer attack must not pick its restart by looking at the target
+    amp = (torch.autocast(y.device.type, dtype=torch.bfloat16) if precision == "bf16"
+           else contextlib.nullcontext())
     top1 = torch.ones(len(y), dtype=torch.bool, device=y.device)
     top5 = top1.clone()
     linf = torch.zeros((), device=y.device)
@@ -133,10 +137,11 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps:
             for i in range(0, len(x_u8), batch_size):
                 x = prep(x_u8[i:i + batch_size])
                 yb = y[i:i + batch_size]
-                x_adv = fn(crafter, x, yb, eps, steps=steps, step_size=ss)
+                with amp:
+                    x_adv = fn(crafter, x, yb, eps, steps=steps, step_size=ss).float()
                 linf = torch.maximum(linf, (x_adv - x).abs().amax())
                 box = torch.maximum(box, torch.maximum(-x_adv.amin(), x_adv.amax() - 1.0).clamp_min(0))
-                with torch.no_grad():
+                with torch.no_grad(), amp:
                     logits = target(x_adv).float()
                 top1[i:i + batch_size] &= logits.argmax(1) == yb
                 k = min(5, logits.shape[1])
@@ -167,7 +172,8 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None)
     n = exp.attack_samples or len(data.test_y)
     x, y = data.test_x[:n], data.test_y[:n]
     nc = data.num_classes
-    kw = dict(steps=exp.attack_steps, step_size=exp.attack_step_size, batch_size=batch_size, seed=exp.seed)
+    kw = dict(steps=exp.attack_steps, step_size=exp.attack_step_size, batch_size=batch_size, seed=exp.seed,
+              precision=exp.attack_precision)
     rows = [row("test", "acc_attacked_subset", (predict(model, x, batch_size).argmax(1) == y).float().mean())]
     worst = {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in exp.eps}
     for a in exp.attacks:

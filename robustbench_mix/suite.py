@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--attack-restarts", type=int, help="random restarts of PGD; per-example worst case (default 1)")
     a("--check-eps", type=float, help="epsilon (/255) at which PGD must break the model, a gradient-masking "
       "check (default 64; 0 skips)")
+    a("--attack-precision", choices=("fp32", "bf16"), help="fp32 (default) or bf16 autocast for attacks")
     a("--surrogate-seed", type=int, help="add black-box rows: attacks transferred from an ERM twin trained "
       "with this seed")
     a("--eval-every", type=int, help="record clean/memorization curves every N epochs (0 = end only)")
@@ -111,7 +112,7 @@ def suite_from_args(args) -> Suite:
               "val_fraction": args.val_fraction, "attack_steps": args.attack_steps,
               "attack_step_size": args.attack_step_size, "attack_samples": args.attack_samples,
               "attack_restarts": args.attack_restarts, "check_eps": args.check_eps,
-              "surrogate_seed": args.surrogate_seed,
+              "surrogate_seed": args.surrogate_seed, "attack_precision": args.attack_precision,
               "eval_every": args.eval_every, "device": args.device}
     base = replace(base, **{k: v for k, v in simple.items() if v is not None})
     if args.attacks is not None:

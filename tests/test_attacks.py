@@ -127,3 +127,18 @@ def test_attacks_match_torchattacks(trained, ours, theirs, kw):
 def test_torchattacks_adapter_runs_any_attack(trained):
     model, data = trained
     assert accuracies(model, data, "ta:FGSM", [8.0], n=30) == accuracies(model, data, "fgsm", [8.0], n=30)
+
+
+BF16_TOLERANCE = 0.02  # the README's stated tolerance: bf16 attacks within 2 points of fp32 robust accuracy
+
+
+@pytest.mark.parametrize("name", ["fgsm", "pgd"])
+def test_bf16_attacks_match_fp32_robust_accuracy_within_tolerance(trained, name):
+    model, data = trained
+    acc = {}
+    for precision in ("fp32", "bf16"):
+        res = attack_correct(model, model, data.test_x, data.test_y, name, 16.0, steps=5, step_size=None,
+                             restarts=1, batch_size=150, seed=0, precision=precision)
+        acc[precision] = res["top1"].float().mean().item()
+        assert res["linf"].item() <= 16.0 + 1e-3 and res["box"].item() == 0  # still inside the ball, in [0, 1]
+    assert abs(acc["bf16"] - acc["fp32"]) <= BF16_TOLERANCE, acc

@@ -98,6 +98,22 @@ def test_claims_cli_exit_codes(tmp_path, capsys):
     assert claims_main([str(tmp_path / "missing")]) == 2
 
 
+@pytest.mark.parametrize("name", ["quick", "table2-cpu", "table3-cpu"])
+def test_report_renders_from_the_committed_results(tmp_path, name):
+    import shutil
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "results" / name
+    if not (src / "runs.csv").exists():
+        pytest.skip(f"{src} is not committed")
+    d = tmp_path / name
+    shutil.copytree(src, d, ignore=shutil.ignore_patterns("report.*", "runs"))
+    md, page = write_report(d)
+    pngs = sorted(p.name for p in d.glob("*.png"))
+    assert len(pngs) >= 2 and all(f"]({p})" in md.read_text() for p in pngs)
+    assert page.read_text().count("data:image/png;base64,") == len(pngs)
+
+
 def test_report_renders_every_plot_of_a_real_run(tmp_path):
     from robustbench_mix.suite import main
 

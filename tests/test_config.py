@@ -17,6 +17,14 @@ def test_run_id_is_stable_across_processes_and_releases():
     assert out == Experiment(method="mixup", alpha=1.0).run_id
 
 
+def test_fields_added_later_keep_old_run_ids_at_their_default():
+    from robustbench_mix.config import ADDED_FIELDS
+
+    assert "attack_precision" in ADDED_FIELDS
+    assert Experiment(attack_precision="fp32").run_id == Experiment().run_id == "906890eb3d"
+    assert Experiment(attack_precision="bf16").run_id != Experiment().run_id
+
+
 def test_run_id_changes_with_every_result_affecting_field():
     base = Experiment()
     changed = [replace(base, lr=0.2), replace(base, seed=1), replace(base, noise=0.2),

@@ -113,6 +113,21 @@ def test_unknown_flag_exits_2(capsys):
     assert e.value.code == 2
 
 
+def test_out_of_memory_fails_that_run_only(tmp_path, capsys, monkeypatch):
+    def oom(x, y, alpha, num_classes, rng, generator):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setitem(METHODS._items, "oom", oom)
+    assert main(["--out", str(tmp_path), *FAST, "--methods", "oom,erm", "--noise", "0"]) == 1
+    assert "out of memory" in capsys.readouterr().err
+    assert "OutOfMemoryError" in pd.read_csv(tmp_path / "failures.csv")["reason"][0]
+    assert set(load_runs(tmp_path / "runs.csv")["method"]) == {"erm"}
+    # once it works, the failure record goes away
+    monkeypatch.setitem(METHODS._items, "oom", erm)
+    assert main(["--out", str(tmp_path), *FAST, "--methods", "oom,erm", "--noise", "0"]) == 0
+    assert not (tmp_path / "failures.csv").exists()
+
+
 def test_a_nan_run_is_reported_and_the_others_finish(tmp_path, capsys, monkeypatch):
     def nan_method(x, y, alpha, num_classes, rng, generator):
         inputs, loss = erm(x, y, alpha, num_classes, rng, generator)

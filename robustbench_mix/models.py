@@ -55,13 +55,14 @@ def cnn(in_shape, num_classes, dropout=0.0, width=32):
 
 
 class PreActBlock(nn.Module):
-    expansion = 1
+    """Pre-activation residual block (He et al., 2016); ``dropout`` between the convolutions is WRN's."""
 
-    def __init__(self, in_planes, planes, stride=1):
+    def __init__(self, in_planes, planes, stride=1, dropout=0.0):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
+        self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
         self.shortcut = None
         if stride != 1 or in_planes != planes:
@@ -70,8 +71,7 @@ class PreActBlock(nn.Module):
     def forward(self, x):
         out = F.relu(self.bn1(x))
         sc = self.shortcut(out) if self.shortcut is not None else x
-        out = self.conv1(out)
-        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv2(self.drop(F.relu(self.bn2(self.conv1(out)))))
         return out + sc
 
 
@@ -104,26 +104,6 @@ def preact_resnet18(in_shape, num_classes, dropout=0.0):
     return PreActResNet((2, 2, 2, 2), in_shape[0], num_classes, dropout)
 
 
-class WideBasic(nn.Module):
-    def __init__(self, in_planes, planes, stride, dropout):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, 1, 1, bias=False)
-        self.drop = nn.Dropout(dropout)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.shortcut = None
-        if stride != 1 or in_planes != planes:
-            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride, bias=False)
-
-    def forward(self, x):
-        out = F.relu(self.bn1(x))
-        sc = self.shortcut(out) if self.shortcut is not None else x
-        out = self.drop(self.conv1(out))
-        out = self.conv2(F.relu(self.bn2(out)))
-        return out + sc
-
-
 class WideResNet(nn.Module):
     """WRN-depth-k (Zagoruyko & Komodakis, 2016); dropout sits between the convolutions of each block."""
 
@@ -135,7 +115,7 @@ class WideResNet(nn.Module):
         layers, in_planes = [], widths[0]
         for planes, stride in zip(widths[1:], (1, 2, 2), strict=True):
             for s in [stride] + [1] * (n - 1):
-                layers.append(WideBasic(in_planes, planes, s, dropout))
+                layers.append(PreActBlock(in_planes, planes, s, dropout))
                 in_planes = planes
         self.layers = nn.Sequential(*layers)
         self.bn = nn.BatchNorm2d(in_planes)

@@ -10,6 +10,7 @@ import contextlib
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from .attacks import RANDOM_START, default_step_size, frozen_eval, get_attack, input_grad
 from .data import Prepared, to_float
@@ -165,7 +166,8 @@ def input_grad_abs_mean(model, x_u8, y, batch_size: int) -> torch.Tensor:
     return g.abs().mean()
 
 
-def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None) -> list[dict]:
+def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
+                    progress: bool = True) -> list[dict]:
     """White-box accuracy under every attack at epsilon 0 (a check), each epsilon and ``check_eps``;
     black-box (``bb:<attack>``) accuracy from ``surrogate``; the per-example worst case over white-box
     attacks (``worst``); the input-gradient size; then the sanity checks as ``check`` rows."""
@@ -176,19 +178,22 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None)
               precision=exp.attack_precision)
     rows = [row("test", "acc_attacked_subset", (predict(model, x, batch_size).argmax(1) == y).float().mean())]
     worst = {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in exp.eps}
+    jobs = []  # (attack, eps, crafter): white-box at 0, each eps and the check eps; black-box at each eps
     for a in exp.attacks:
-        eps_list = sorted({0.0, *exp.eps} | ({exp.check_eps} if exp.check_eps and a in RANDOM_START else set()))
-        for e in eps_list:
-            res = attack_correct(model, model, x, y, a, e, restarts=exp.attack_restarts, **kw)
-            rows += _acc_rows(res, a, e, nc)
-            rows.append(row("test", "max_linf_255", res["linf"], a, round(e / 255, 6)))
-            rows.append(row("test", "box_violation", res["box"], a, round(e / 255, 6)))
-            if e in worst:
-                worst[e] &= res["top1"]
-        if surrogate is not None:
-            for e in exp.eps:
-                res = attack_correct(model, surrogate, x, y, a, e, restarts=1, **kw)
-                rows += _acc_rows(res, f"bb:{a}", e, nc)
+        extra = {exp.check_eps} if exp.check_eps and a in RANDOM_START else set()
+        jobs += [(a, e, model) for e in sorted({0.0, *exp.eps} | extra)]
+        jobs += [(a, e, surrogate) for e in exp.eps] if surrogate is not None else []
+    for a, e, crafter in tqdm(jobs, desc="attacks", unit="attack", leave=False, disable=None if progress else True):
+        if crafter is not model:
+            res = attack_correct(model, crafter, x, y, a, e, restarts=1, **kw)
+            rows += _acc_rows(res, f"bb:{a}", e, nc)
+            continue
+        res = attack_correct(model, model, x, y, a, e, restarts=exp.attack_restarts, **kw)
+        rows += _acc_rows(res, a, e, nc)
+        rows.append(row("test", "max_linf_255", res["linf"], a, round(e / 255, 6)))
+        rows.append(row("test", "box_violation", res["box"], a, round(e / 255, 6)))
+        if e in worst:
+            worst[e] &= res["top1"]
     if len(exp.attacks) > 1:
         for e, ok in worst.items():
             rows.append(row("test", "acc", ok.float().mean(), "worst", round(e / 255, 6)))
@@ -196,9 +201,10 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None)
     return rows
 
 
-def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None) -> list[dict]:
+def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, progress: bool = True) -> list[dict]:
     """Everything measured at the end of a run: the curve metrics, robustness and its sanity checks."""
     from .checks import check_rows
 
-    rows = finish(curve_rows(model, data, batch_size) + robustness_rows(model, data, exp, batch_size, surrogate))
+    rows = finish(curve_rows(model, data, batch_size)
+                  + robustness_rows(model, data, exp, batch_size, surrogate, progress))
     return rows + check_rows(rows, exp)

@@ -87,7 +87,7 @@ def load_runs(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise ResultsError(f"{path}: the file is empty; expected a header with columns {', '.join(COLUMNS)}") from None
     except pd.errors.ParserError as e:
-        raise ResultsError(f"{path}: not a well-formed CSV ({e}); was it truncated?") from e
+        raise ResultsError(f"{path}: not a well-formed CSV ({e}); was the file truncated?") from e
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")

@@ -68,5 +68,5 @@ def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None, ch
     model = new_model(exp, data, device)
     curves = fit(exp, prepared, model, run_dir=run_dir, checkpoint_every=checkpoint_every,
                  eval_batch_size=eval_batch_size, progress=progress, hooks=hooks, compile=compile)
-    final = final_rows(model, prepared, exp, eval_batch_size, surrogate=surrogate)
+    final = final_rows(model, prepared, exp, eval_batch_size, surrogate=surrogate, progress=progress)
     return curves + [dict(r, epoch=exp.epochs) for r in final]

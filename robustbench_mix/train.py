@@ -121,10 +121,12 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
         if not math.isfinite(mean_loss):
             raise RunFailed(f"non-finite training loss ({mean_loss}) in epoch {done}")
         bar.set_postfix(loss=f"{mean_loss:.3f}")
+        # the training loss of every epoch (already on the host); the evaluation curves every eval_every
+        # epochs, except the last, which the final evaluation measures
+        rows = [{"split": "train", "attack": "none", "eps": 0.0, "metric": "loss", "value": mean_loss}]
         if exp.eval_every and done % exp.eval_every == 0 and done < exp.epochs:
-            rows = finish(curve_rows(model, data, eval_batch_size))
-            rows.append({"split": "train", "attack": "none", "eps": 0.0, "metric": "loss", "value": mean_loss})
-            curves += [dict(r, epoch=done) for r in rows]
+            rows += finish(curve_rows(model, data, eval_batch_size))
+        curves += [dict(r, epoch=done) for r in rows]
         if ckpt_path is not None and (done % checkpoint_every == 0 or done == exp.epochs):
             ckpt_path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_save({

@@ -29,7 +29,7 @@ from .config import Experiment
 from .data import Prepared
 from .evaluate import attack_correct
 from .models import build
-from .results import atomic_write_csv, device_name, git_rev, now
+from .results import atomic_write_csv, atomic_write_text, device_name, git_rev, now
 from .runner import resolve_device
 from .train import fit
 
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"bench_{device.type}_{model}"
-    (out / f"{stem}.json").write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_text(out / f"{stem}.json", json.dumps(info, indent=2) + "\n")
     atomic_write_csv(pd.DataFrame([{**{k: v for k, v in info.items() if k != "training"}, **r} for r in rows]),
                      out / f"{stem}.csv")
     print(f"{info['device']}, torch {info['torch']}, {model}: {fpi / 1e9:.3f} GFLOP per training image; "

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError
-from .results import ResultsError, atomic_write_csv, config_key, load_results
+from .results import ResultsError, atomic_write_csv, atomic_write_text, config_key, load_results
 from .runner import SURROGATE_SUFFIX
 
 try:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     first = Path(args.results[0])
     out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
     atomic_write_csv(table, out / "claims.csv")
-    (out / "claims.md").write_text("# The paper's claims against these results\n\nA = first side, B = second; "
+    atomic_write_text(out / "claims.md", "# The paper's claims against these results\n\nA = first side, B = second; "
                                    "values in %. See robustbench_mix/claims.toml for each claim's definition.\n\n"
                                    + md)
     print(md)

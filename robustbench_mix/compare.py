@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError
-from .results import ResultsError, atomic_write_csv, config_key, final_rows, headline, load_results
+from .results import ResultsError, atomic_write_csv, atomic_write_text, config_key, final_rows, headline, load_results
 
 
 def welch_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         md = to_markdown(table, only_a, only_b, args.results[0], path)
         stem = "comparison" if len(frames) == 2 else f"comparison_{i}"
         atomic_write_csv(table, out / f"{stem}.csv")
-        (out / f"{stem}.md").write_text(md)
+        atomic_write_text(out / f"{stem}.md", md)
         print(md)
     return 0
 

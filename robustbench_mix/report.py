@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .claims import check_all, to_markdown  # noqa: E402
 from .errors import UsageError  # noqa: E402
-from .results import ResultsError, load_results, summarize, summary_markdown  # noqa: E402
+from .results import ResultsError, atomic_write_text, load_results, summarize, summary_markdown  # noqa: E402
 
 TABLE_FILES = ("table2.md", "table3.md", "robust_accuracy.md")
 
@@ -121,8 +121,9 @@ def markdown_to_html(md: str, base: Path, title: str) -> str:
 
 def write_report(results_dir: Path) -> tuple[Path, Path]:
     md, _ = build(results_dir)
-    (results_dir / "report.md").write_text(md)
-    (results_dir / "report.html").write_text(markdown_to_html(md, results_dir, f"robustbench_mix: {results_dir.name}"))
+    atomic_write_text(results_dir / "report.md", md)
+    page = markdown_to_html(md, results_dir, f"robustbench_mix: {results_dir.name}")
+    atomic_write_text(results_dir / "report.html", page)
     return results_dir / "report.md", results_dir / "report.html"
 
 

@@ -69,14 +69,19 @@ def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, re
     return df[COLUMNS] if len(df) else pd.DataFrame(columns=COLUMNS)
 
 
-def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename: a reader (or a killed writer) never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as f:
-        df.to_csv(f, index=False, float_format="%.6g")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
 
 
 def load_runs(path: str | Path) -> pd.DataFrame:

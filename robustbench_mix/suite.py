@@ -37,6 +37,7 @@ from .report import write_report
 from .results import (
     ResultsError,
     atomic_write_csv,
+    atomic_write_text,
     clear_failure,
     device_name,
     finished_ids,
@@ -259,7 +260,7 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
     """summary.csv/.md, the suite's paper-shaped tables and plots; print this invocation's summary."""
     summary = summarize(df)
     atomic_write_csv(summary, out / "summary.csv")
-    (out / "summary.md").write_text(
+    atomic_write_text(out / "summary.md",
         f"# {suite.name}: summary\n\n{suite.description}. Accuracies, memorized and ECE in %, mean ± std over "
         f"seeds; epsilons in /255; 'checks failed' counts failed robustness sanity checks (see runs.csv).\n\n"
         + summary_markdown(summary))

@@ -12,7 +12,7 @@ import pandas as pd
 from .config import fmt_eps
 from .plots import robust_accuracy, training_curves
 from .registry import Registry
-from .results import atomic_write_csv, config_fields, final_rows
+from .results import atomic_write_csv, atomic_write_text, config_fields, final_rows
 from .runner import SURROGATE_SUFFIX
 
 TABLES: Registry = Registry("table")
@@ -114,7 +114,7 @@ def table2(df: pd.DataFrame, out: Path) -> str:
                  for q in qty]
         lines.append(f"| {100 * p:g}% | {v} | " + " | ".join(cells) + f" | {n.loc[(p, v)]} |")
     md = "\n".join(lines) + "\n"
-    (out / "table2.md").write_text(md)
+    atomic_write_text(out / "table2.md", md)
     return md
 
 
@@ -147,7 +147,7 @@ def table3(df: pd.DataFrame, out: Path) -> str:
     md = _mean_std_md(mean, std, "Table 3: test error (%) under attack",
                       "White-box attacks use each model's own gradients; black-box examples are crafted on a "
                       "separately trained ERM surrogate (another seed) and evaluated on each target.")
-    (out / "table3.md").write_text(md)
+    atomic_write_text(out / "table3.md", md)
     return md
 
 
@@ -169,5 +169,5 @@ def robust_table(df: pd.DataFrame, out: Path) -> str:
     for (v, p, a), r in t.iterrows():
         lines.append(f"| {v} | {p:g} | {a} | " + " | ".join("" if pd.isna(x) else f"{x:.1f}" for x in r) + " |")
     md = "\n".join(lines) + "\n"
-    (out / "robust_accuracy.md").write_text(md)
+    atomic_write_text(out / "robust_accuracy.md", md)
     return md

@@ -45,6 +45,9 @@ def new_model(exp: Experiment, data: ImageData, device: torch.device) -> torch.n
 def load_trained(exp: Experiment, data: ImageData, run_dir: Path) -> torch.nn.Module:
     """The final weights of a finished run, from its last checkpoint."""
     device = resolve_device(exp.device)
+    if not (run_dir / CHECKPOINT).exists():
+        raise RunFailed(f"run {exp.run_id} ({exp.method}, seed {exp.seed}) has no checkpoint in {run_dir}: "
+                        "it failed or was never trained")
     ck = load_checkpoint(run_dir / CHECKPOINT, device)
     if ck.get("epoch") != exp.epochs:
         raise RunFailed(f"run {exp.run_id} has not finished training (checkpoint at epoch {ck.get('epoch')})")

@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are in runs.csv and the current one has its last checkpoint; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
 
 
 def with_surrogates(runs: list[Experiment]) -> list[Experiment]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError
-from .results import ResultsError, atomic_write_csv, atomic_write_text, config_key, final_rows, headline, load_results
+from .results import ResultsError, atomic_write_csv, atomic_write_text, config_key, headline, last_epoch, load_results
 
 
 def welch_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float]:
@@ -36,7 +36,7 @@ def welch_ci(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, 
 
 def per_seed(df: pd.DataFrame) -> pd.DataFrame:
     """config key x metric name -> the values over seeds."""
-    m = headline(final_rows(df))
+    m = headline(last_epoch(df))
     keys = {c: config_key(c) for c in m["config"].unique()}
     return m.assign(key=m["config"].map(keys))[["key", "name", "seed", "value"]]
 

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .results import final_rows  # noqa: E402
+from .results import last_epoch  # noqa: E402
 
 
 def label(r) -> str:
@@ -22,7 +22,7 @@ def label(r) -> str:
 def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
     """Test accuracy (mean over seeds) against epsilon, one panel per attack (white-box attacks are also
     run at epsilon 0, which must equal clean accuracy)."""
-    d = final_rows(df)
+    d = last_epoch(df)
     adv = d[(d["metric"] == "acc") & ~d["attack"].isin(["none", "check"]) & (d["split"] == "test")]
     if adv.empty:
         return None

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .config import Experiment, fmt_eps
+from .config import NOT_HASHED, Experiment, fmt_eps
 
 CONFIG_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
                   "epochs", "batch_size", "lr", "weight_decay", "schedule"]
@@ -180,8 +180,6 @@ def config_fields(df: pd.DataFrame) -> pd.DataFrame:
 
 def group_keys(cfg: pd.DataFrame) -> list[str]:
     """What makes a configuration: every hashed field but the seed, the CSV's own columns first."""
-    from .config import NOT_HASHED
-
     rest = [c for c in cfg.columns if c not in GROUP and c not in NOT_HASHED and c != "seed"]
     return GROUP + rest
 
@@ -200,7 +198,8 @@ def _column_rank(name: str) -> tuple:
     return (rank,) if rank < 4 else (rank, first)
 
 
-def final_rows(df: pd.DataFrame) -> pd.DataFrame:
+def last_epoch(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows measured at the end of each run (its final evaluation)."""
     return df[df["epoch"] == df["epochs"]]
 
 
@@ -213,8 +212,6 @@ def headline(final: pd.DataFrame) -> pd.DataFrame:
 
 def config_key(config_json: str) -> str:
     """What identifies a configuration across files and seeds: the config without seed, preset and device."""
-    from .config import NOT_HASHED
-
     d = Experiment.from_json(config_json).to_dict()
     return json.dumps({k: v for k, v in d.items() if k not in NOT_HASHED and k != "seed"}, sort_keys=True)
 
@@ -232,7 +229,7 @@ def load_results(path: str | Path) -> pd.DataFrame:
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per configuration (seeds pooled): ``<metric> mean`` and ``<metric> std`` columns, n_seeds
     and ``checks failed`` (failed sanity checks summed over seeds)."""
-    d = final_rows(df)
+    d = last_epoch(df)
     if d.empty:
         return pd.DataFrame(columns=GROUP + ["n_seeds"])
     cfg = config_fields(d)

@@ -12,7 +12,7 @@ import pandas as pd
 from .config import fmt_eps
 from .plots import robust_accuracy, training_curves
 from .registry import Registry
-from .results import atomic_write_csv, atomic_write_text, config_fields, final_rows
+from .results import atomic_write_csv, atomic_write_text, config_fields, last_epoch
 from .runner import SURROGATE_SUFFIX
 
 TABLES: Registry = Registry("table")
@@ -122,7 +122,7 @@ def table2(df: pd.DataFrame, out: Path) -> str:
 @TABLES.register("table3")
 def table3(df: pd.DataFrame, out: Path) -> str:
     """The paper's Table 3 layout: rows = (threat, attack, eps, top-k), columns = method; test error in %."""
-    d = _label_runs(final_rows(df))
+    d = _label_runs(last_epoch(df))
     d = d[(d["split"] == "test") & d["metric"].isin(["acc", "top5_acc"]) & (d["eps"] > 0)
           & ~d["attack"].isin(["none", "check"])]
     if d.empty:
@@ -155,7 +155,7 @@ def table3(df: pd.DataFrame, out: Path) -> str:
 @TABLES.register("robust")
 def robust_table(df: pd.DataFrame, out: Path) -> str:
     """Robust accuracy (%) against epsilon for every configuration and attack, plus its plot."""
-    d = _label_runs(final_rows(df))
+    d = _label_runs(last_epoch(df))
     d = d[(d["split"] == "test") & (d["metric"] == "acc") & ~d["attack"].isin(["none", "check"])]
     if d.empty:
         return ""

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .config import SURROGATE_SUFFIX
 from .errors import UsageError
 from .results import ResultsError, atomic_write_csv, atomic_write_text, config_key, load_results
-from .runner import SURROGATE_SUFFIX
 
 try:
     import tomllib

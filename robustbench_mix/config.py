@@ -210,6 +210,15 @@ class Suite:
         return unique
 
 
+SURROGATE_SUFFIX = "/surrogate"  # the preset column marks surrogate runs (not part of the run id)
+
+
+def surrogate_of(exp: Experiment) -> Experiment:
+    """The black-box surrogate: an ERM twin of the run (same data, model and recipe) with another seed."""
+    return replace(exp, method="erm", alpha=0.0, dropout=0.0, seed=exp.surrogate_seed, surrogate_seed=None,
+                   preset=f"{exp.preset}{SURROGATE_SUFFIX}")
+
+
 def _paper_cifar(dataset: str) -> Experiment:
     # The paper's CIFAR recipe (Zhang et al. 2018, Sec. 3.2 / the authors' code): PreAct ResNet-18,
     # 200 epochs, batch 128, lr 0.1 divided by 10 at epochs 100 and 150, weight decay 1e-4.

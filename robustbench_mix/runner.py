@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +22,6 @@ def resolve_device(name: str) -> torch.device:
         raise UsageError(f"--device {name}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
                          "use --device cpu or --device auto")
     return torch.device(name)
-
-
-SURROGATE_SUFFIX = "/surrogate"  # the preset column marks surrogate runs (not part of the run id)
-
-
-def surrogate_of(exp: Experiment) -> Experiment:
-    """The black-box surrogate: an ERM twin of the run (same data, model and recipe) with another seed."""
-    return replace(exp, method="erm", alpha=0.0, dropout=0.0, seed=exp.surrogate_seed, surrogate_seed=None,
-                   preset=f"{exp.preset}{SURROGATE_SUFFIX}")
 
 
 def new_model(exp: Experiment, data: ImageData, device: torch.device) -> torch.nn.Module:

@@ -26,6 +26,7 @@ from .config import (
     parse_eps,
     parse_numbers,
     split_list,
+    surrogate_of,
     validate,
 )
 from .data import DATASETS, ImageData, check_dataset_spec, load, split_spec
@@ -49,7 +50,7 @@ from .results import (
     summary_markdown,
     to_frame,
 )
-from .runner import load_trained, resolve_device, run_experiment, surrogate_of
+from .runner import load_trained, resolve_device, run_experiment
 from .tables import TABLES
 from .train import CHECKPOINT
 

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import fmt_eps
+from .config import SURROGATE_SUFFIX, fmt_eps
 from .plots import robust_accuracy, training_curves
 from .registry import Registry
 from .results import atomic_write_csv, atomic_write_text, config_fields, last_epoch
-from .runner import SURROGATE_SUFFIX
 
 TABLES: Registry = Registry("table")
 

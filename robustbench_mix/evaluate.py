@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .attacks import RANDOM_START, default_step_size, frozen_eval, get_attack, input_grad
+from .checks import check_rows
 from .data import Prepared, to_float
 
 ECE_BINS = 15
@@ -184,11 +185,11 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
         jobs += [(a, e, model) for e in sorted({0.0, *exp.eps} | extra)]
         jobs += [(a, e, surrogate) for e in exp.eps] if surrogate is not None else []
     for a, e, crafter in tqdm(jobs, desc="attacks", unit="attack", leave=False, disable=None if progress else True):
+        # attack_correct itself limits a transfer attack to one restart
+        res = attack_correct(model, crafter, x, y, a, e, restarts=exp.attack_restarts, **kw)
         if crafter is not model:
-            res = attack_correct(model, crafter, x, y, a, e, restarts=1, **kw)
             rows += _acc_rows(res, f"bb:{a}", e, nc)
             continue
-        res = attack_correct(model, model, x, y, a, e, restarts=exp.attack_restarts, **kw)
         rows += _acc_rows(res, a, e, nc)
         rows.append(row("test", "max_linf_255", res["linf"], a, round(e / 255, 6)))
         rows.append(row("test", "box_violation", res["box"], a, round(e / 255, 6)))
@@ -203,8 +204,6 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
 
 def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, progress: bool = True) -> list[dict]:
     """Everything measured at the end of a run: the curve metrics, robustness and its sanity checks."""
-    from .checks import check_rows
-
     rows = finish(curve_rows(model, data, batch_size)
                   + robustness_rows(model, data, exp, batch_size, surrogate, progress))
     return rows + check_rows(rows, exp)

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .claims import check_all, to_markdown  # noqa: E402
 from .errors import UsageError  # noqa: E402
+from .plots import label  # noqa: E402
 from .results import ResultsError, atomic_write_text, load_results, summarize, summary_markdown  # noqa: E402
 
 TABLE_FILES = ("table2.md", "table3.md", "robust_accuracy.md")
@@ -30,9 +31,7 @@ def calibration_plot(summary, path: Path) -> Path | None:
     """ECE and NLL of every configuration (clean test set): mixup's effect on calibration at a glance."""
     if "test ece mean" not in summary:
         return None
-    labels = [f"{r['method']}" + (f" α={r['alpha']:g}" if r["method"] == "mixup" else "")
-              + (f" p={r['dropout']:g}" if r["dropout"] else "") + f"\nnoise {r['noise']:g}"
-              for _, r in summary.iterrows()]
+    labels = [label(r).replace(", ", "\n") for _, r in summary.iterrows()]
     fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.3 * len(labels)), 3.4))
     for ax, col, title in ((axes[0], "test ece", "expected calibration error (%)"), (axes[1], "test nll", "NLL")):
         scale = 100 if col.endswith("ece") else 1

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import Experiment
+from .config import PRECISIONS, Experiment, split_list
 from .data import Prepared
 from .evaluate import attack_correct
 from .models import build
@@ -110,8 +110,10 @@ def common_recipe(model_name, shape, classes, batch, steps, warmup, device, work
     return batch * steps / (time.perf_counter() - t0)
 
 
-def suite_trainer(model_name, shape, classes, batch, steps, warmup, device, method, compile) -> float:
-    """The suite's real trainer, timed over one epoch of ``steps`` batches after a warm-up epoch."""
+def suite_trainer(model_name, shape, classes, batch, steps, warmup, device, method, compile=False,
+                  cuda_graphs=False) -> float:
+    """The suite's real trainer, timed over one epoch of ``steps`` batches after a warm-up epoch (the timed
+    epoch includes what ``fit`` does once per run, such as capturing the CUDA graphs)."""
     def prepared(n):
         x, y = synthetic(n, shape, classes, device)
         empty = x[:0]
@@ -126,17 +128,18 @@ def suite_trainer(model_name, shape, classes, batch, steps, warmup, device, meth
                   std=(0.25,) * shape[0]).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    fit(exp, prepared(batch * warmup), model, progress=False, compile=compile)
+    fit(exp, prepared(batch * warmup), model, progress=False, compile=compile, cuda_graphs=cuda_graphs)
     data = prepared(batch * steps)
     sync(device)
     t = time.perf_counter()
-    fit(replace(exp, seed=1), data, model, progress=False, compile=compile)
+    fit(replace(exp, seed=1), data, model, progress=False, compile=compile, cuda_graphs=cuda_graphs)
     sync(device)
     return batch * steps / (time.perf_counter() - t)
 
 
 def attacks(model_name, shape, classes, batch, device, steps) -> dict[str, float]:
-    """PGD-`steps` images/s: torchattacks as users call it (fp32) vs the suite's evaluation."""
+    """PGD-`steps` images/s: torchattacks as users call it (fp32) vs the suite's evaluation (fp32, the
+    default, and bf16)."""
     torch.manual_seed(0)
     model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
                   std=(0.25,) * shape[0]).to(device).eval()
@@ -153,8 +156,10 @@ def attacks(model_name, shape, classes, batch, device, steps) -> dict[str, float
         sync(device)
         return batch / (time.perf_counter() - t)
 
-    out["suite_pgd_img_s"] = timed(lambda: attack_correct(model, model, x, y, "pgd", 8.0, steps=steps,
-                                                          step_size=2.0, restarts=1, batch_size=batch, seed=0))
+    for prec in PRECISIONS:
+        out[f"suite_pgd_{prec}_img_s"] = timed(lambda prec=prec: attack_correct(
+            model, model, x, y, "pgd", 8.0, steps=steps, step_size=2.0, restarts=1, batch_size=batch, seed=0,
+            precision=prec))
     try:
         import torchattacks
 
@@ -172,63 +177,159 @@ def attacks(model_name, shape, classes, batch, device, steps) -> dict[str, float
     return out
 
 
+def measured(errors: dict, key: str, fn) -> float:
+    """Run one measurement; a failure (say, a GPU feature this torch lacks) is recorded, not fatal."""
+    try:
+        return fn()
+    except Exception as e:  # noqa: BLE001 - every other figure is still worth having
+        errors[key] = f"{e.__class__.__name__}: {e}"
+        print(f"  {key} failed: {errors[key]}", file=sys.stderr)
+        return float("nan")
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def precision_check(results: Path, data_dir: str, device: torch.device, samples: int, batch: int,
+                    tolerance: float) -> pd.DataFrame:
+    """Robust accuracy of every finished (non-surrogate) run in ``results`` under its own attacks and
+    epsilons, crafted and evaluated in fp32 and in bf16 autocast from the same random start."""
+    from .config import SURROGATE_SUFFIX
+    from .data import load, prepare
+    from .results import load_runs
+    from .runner import load_trained
+
+    df = load_runs(results / "runs.csv")
+    rows, cache = [], {}
+    for rid, g in df.groupby("run_id", sort=False):
+        exp = replace(Experiment.from_json(g["config"].iloc[0]), device=str(device))
+        if exp.preset.endswith(SURROGATE_SUFFIX):
+            continue
+        data = cache.setdefault(exp.dataset, load(exp.dataset, data_dir))
+        prep_ = prepare(data, exp.noise, exp.val_fraction, exp.seed, device)
+        model = load_trained(exp, data, results / "runs" / rid)
+        n = samples or len(prep_.test_y)
+        x, y = prep_.test_x[:n], prep_.test_y[:n]
+        for attack in exp.attacks:
+            for e in exp.eps:
+                rec = {"run_id": rid, "method": exp.method, "alpha": exp.alpha, "attack": attack, "eps_255": e,
+                       "samples": n}
+                for prec in PRECISIONS:
+                    sync(device)
+                    t = time.perf_counter()
+                    res = attack_correct(model, model, x, y, attack, e, steps=exp.attack_steps,
+                                         step_size=exp.attack_step_size, restarts=1, batch_size=batch,
+                                         seed=exp.seed, precision=prec)
+                    rec[f"acc_{prec}"] = res["top1"].float().mean().item()
+                    rec[f"{prec}_img_s"] = n / (time.perf_counter() - t)
+                rec["diff_points"] = 100 * (rec["acc_bf16"] - rec["acc_fp32"])
+                rec["within_tolerance"] = abs(rec["diff_points"]) <= tolerance
+                rows.append(rec)
+                print(f"  {rid} {exp.method:6s} {attack:6s} eps {e:g}/255: fp32 {100 * rec['acc_fp32']:.2f}%  "
+                      f"bf16 {100 * rec['acc_bf16']:.2f}%  ({rec['diff_points']:+.2f} points; "
+                      f"{rec['fp32_img_s']:,.0f} vs {rec['bf16_img_s']:,.0f} img/s)")
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m robustbench_mix.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto")
     p.add_argument("--model", default=None, help="default: preact_resnet18 on CUDA, cnn on the CPU")
     p.add_argument("--batch-size", type=int, nargs="+", default=None, help="default: 512 128 on CUDA, 64 on CPU")
-    p.add_argument("--steps", type=int, default=None, help="timed steps (default 50 on CUDA, 5 on CPU)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps (default 100 on CUDA, 5 on CPU)")
     p.add_argument("--warmup", type=int, default=None)
     p.add_argument("--attack-batch", type=int, default=None, help="default 1000 on CUDA, 100 on CPU")
     p.add_argument("--attack-steps", type=int, default=10)
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
+    p.add_argument("--workers", type=int, default=None,
+                   help="the recipe's DataLoader workers (default 8 on CUDA, enough to keep the GPU busy; 4 on CPU)")
     p.add_argument("--method", default="erm", help="the suite trainer's method (erm or mixup)")
     p.add_argument("--compile", action="store_true", help="also time the suite's trainer under torch.compile")
+    p.add_argument("--parts", default="recipe,suite,graphs,attacks",
+                   help="what to time, of recipe, suite, graphs (CUDA only), compile, attacks (default: all but "
+                        "compile, which --compile adds)")
+    p.add_argument("--tag", default="", help="appended to the output file names")
+    p.add_argument("--precision-check", metavar="RESULTS_DIR",
+                   help="instead of timing: compare fp32 and bf16 attacks on the finished runs in RESULTS_DIR")
+    p.add_argument("--data-dir", default=os.environ.get("ROBUSTBENCH_MIX_DATA", "data"),
+                   help="data cache for --precision-check")
+    p.add_argument("--samples", type=int, default=0, help="--precision-check: attack the first N test images "
+                   "(default all)")
+    p.add_argument("--tolerance", type=float, default=1.0, help="--precision-check: largest acceptable "
+                   "|bf16 - fp32| robust accuracy, in points (default 1)")
     p.add_argument("--out", default="experiments/bench")
     args = p.parse_args(argv)
+    parts = set(split_list(args.parts, "--parts")) | ({"compile"} if args.compile else set())
+    bad = parts - {"recipe", "suite", "graphs", "compile", "attacks"}
+    if bad:
+        p.error(f"--parts: unknown {', '.join(sorted(bad))} (allowed: recipe, suite, graphs, compile, attacks)")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
-    model = args.model or ("preact_resnet18" if cuda else "cnn")
-    batches = args.batch_size or ([512, 128] if cuda else [64])
-    steps = args.steps or (50 if cuda else 5)
-    warmup = args.warmup or (10 if cuda else 2)
-    shape, classes = (3, 32, 32), 10
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem_dev = slug(device_name(device)) if cuda else "cpu"
     if cuda:
         torch.backends.cudnn.benchmark = True
+    if args.precision_check:
+        df = precision_check(Path(args.precision_check), args.data_dir, device, args.samples,
+                             args.attack_batch or (1000 if cuda else 100), args.tolerance)
+        df.insert(0, "device", device_name(device))
+        df["torch"], df["tolerance_points"], df["created_at"] = torch.__version__, args.tolerance, now()
+        atomic_write_csv(df, out / f"attack_precision_{stem_dev}.csv")
+        bad = df[~df["within_tolerance"]] if len(df) else df
+        print(f"bf16 vs fp32 attacks: {len(df)} comparisons, largest |difference| "
+              f"{df['diff_points'].abs().max() if len(df) else float('nan'):.2f} points, {len(bad)} over the "
+              f"{args.tolerance:g}-point tolerance; wrote {out}/attack_precision_{stem_dev}.csv")
+        return 0
+    model = args.model or ("preact_resnet18" if cuda else "cnn")
+    batches = args.batch_size or ([512, 128] if cuda else [64])
+    steps = args.steps or (100 if cuda else 5)
+    warmup = args.warmup or (10 if cuda else 2)
+    workers = args.workers if args.workers is not None else min(8 if cuda else 4, os.cpu_count() or 1)
+    shape, classes = (3, 32, 32), 10
     peak = peak_flops(device)
     m = build(model, in_shape=shape, num_classes=classes, mean=(0.5,) * 3, std=(0.25,) * 3).to(device)
     fpi = train_flops_per_image(m, shape, device)
+    del m
+    errors: dict[str, str] = {}
     rows = []
-    for b in batches:
-        rec = {"batch_size": b, "recipe_img_s": common_recipe(model, shape, classes, b, steps, warmup, device,
-                                                              args.workers),
-               "suite_img_s": suite_trainer(model, shape, classes, b, steps, warmup, device, args.method, False)}
-        if args.compile:
-            rec["suite_compiled_img_s"] = suite_trainer(model, shape, classes, b, steps, warmup, device,
-                                                        args.method, True)
-        best = max(v for k, v in rec.items() if k.startswith("suite"))
-        rec.update(speedup=best / rec["recipe_img_s"], suite_fraction_of_peak=best * fpi / peak)
+    variants = {key: kw for part, key, kw in (("suite", "suite_img_s", {}),
+                                              ("graphs", "suite_graphs_img_s", {"cuda_graphs": True}),
+                                              ("compile", "suite_compiled_img_s", {"compile": True}))
+                if part in parts and (part != "graphs" or cuda)}
+    for b in batches if "recipe" in parts or variants else []:
+        rec = {"batch_size": b, "recipe_img_s": measured(
+            errors, f"recipe@{b}", lambda b=b: common_recipe(model, shape, classes, b, steps, warmup, device, workers))
+            if "recipe" in parts else float("nan")}
+        for key, kw in variants.items():
+            rec[key] = measured(errors, f"{key}@{b}", lambda kw=kw, b=b: suite_trainer(
+                model, shape, classes, b, steps, warmup, device, args.method, **kw))
+        best = max((v for k, v in rec.items() if k.startswith("suite") and v == v), default=float("nan"))
+        rec.update(suite_best_img_s=best, speedup=best / rec["recipe_img_s"],
+                   suite_fraction_of_peak=best * fpi / peak)
         rows.append(rec)
-    atk = attacks(model, shape, classes, args.attack_batch or (1000 if cuda else 100), device, args.attack_steps)
+        timed = [f"{k[:-6]} {v:,.0f}" for k, v in rec.items() if k.endswith("_img_s") and "best" not in k]
+        print(f"  batch {b}: " + ", ".join(timed) + f" img/s -> {rec['speedup']:.2f}x the recipe", flush=True)
+    attack_batch = args.attack_batch or (1000 if cuda else 100)
+    atk = attacks(model, shape, classes, attack_batch, device, args.attack_steps) if "attacks" in parts else {}
     info = {"device": device_name(device), "torch": torch.__version__, "model": model, "method": args.method,
-            "steps": steps, "warmup": warmup, "workers": args.workers, "train_gflops_per_image": fpi / 1e9,
+            "steps": steps, "warmup": warmup, "workers": workers, "train_gflops_per_image": fpi / 1e9,
             "peak_tflops_measured": peak / 1e12, "peak_dtype": "bf16" if cuda else "fp32", "git_rev": git_rev(),
             "created_at": now(), "python": platform.python_version(), "training": rows,
-            "attack_batch": args.attack_batch or (1000 if cuda else 100), "attack_steps": args.attack_steps, **atk}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"bench_{device.type}_{model}"
+            "attack_batch": attack_batch, "attack_steps": args.attack_steps, **atk, "errors": errors}
+    stem = f"bench_{stem_dev}_{model}{'_' + args.tag if args.tag else ''}"
     atomic_write_text(out / f"{stem}.json", json.dumps(info, indent=2) + "\n")
-    atomic_write_csv(pd.DataFrame([{**{k: v for k, v in info.items() if k != "training"}, **r} for r in rows]),
-                     out / f"{stem}.csv")
+    flat = {k: v for k, v in info.items() if k not in ("training", "errors")}
+    atomic_write_csv(pd.DataFrame([{**flat, **r} for r in rows]), out / f"{stem}.csv")
     print(f"{info['device']}, torch {info['torch']}, {model}: {fpi / 1e9:.3f} GFLOP per training image; "
           f"measured peak {peak / 1e12:.2f} TFLOP/s ({info['peak_dtype']})")
     for r in rows:
-        extra = f", compiled {r['suite_compiled_img_s']:,.0f}" if "suite_compiled_img_s" in r else ""
-        print(f"  batch {r['batch_size']}: recipe {r['recipe_img_s']:,.0f} img/s, suite {r['suite_img_s']:,.0f}"
-              f"{extra} img/s -> {r['speedup']:.2f}x, {100 * r['suite_fraction_of_peak']:.1f}% of peak")
-    print(f"  PGD-{args.attack_steps}: suite {atk['suite_pgd_img_s']:,.0f} img/s, torchattacks "
-          f"{atk['torchattacks_pgd_img_s']:,.0f} img/s")
+        print(f"  batch {r['batch_size']}: recipe {r['recipe_img_s']:,.0f} img/s, suite best "
+              f"{r['suite_best_img_s']:,.0f} img/s -> {r['speedup']:.2f}x, {100 * r['suite_fraction_of_peak']:.1f}% "
+              "of peak")
+    if atk:
+        print(f"  PGD-{args.attack_steps} at batch {attack_batch}: suite {atk['suite_pgd_fp32_img_s']:,.0f} img/s "
+              f"(fp32), {atk['suite_pgd_bf16_img_s']:,.0f} (bf16); torchattacks {atk['torchattacks_pgd_img_s']:,.0f}")
     print(f"wrote {out / stem}.json and .csv")
     return 0
 

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--checkpoint-every", type=int, default=1, help="checkpoint every N epochs (default 1)")
     a("--eval-batch-size", type=int, default=1000, help="batch size of evaluation and attacks")
     a("--compile", action="store_true", help="train through torch.compile (faster on GPU after warm-up)")
+    a("--cuda-graphs", action="store_true", help="replay each training step's forward and backward as CUDA "
+      "graphs: much faster at small batches on a GPU (ignored on the CPU)")
     a("--force", action="store_true", help="rerun runs that already finished")
     a("--dry-run", action="store_true", help="list the runs and their status without training")
     a("--no-progress", action="store_true", help="no progress bars")
@@ -158,6 +160,8 @@ def check_runs(runs: list[Experiment], args) -> None:
     for flag, v in (("--checkpoint-every", args.checkpoint_every), ("--eval-batch-size", args.eval_batch_size)):
         if v < 1:
             raise UsageError(f"{flag} {v} must be at least 1")
+    if args.compile and args.cuda_graphs:
+        raise UsageError("--compile and --cuda-graphs exclude each other; torch.compile has its own CUDA graphs")
 
 
 def check_sizes(exp: Experiment, data: ImageData) -> None:
@@ -219,6 +223,8 @@ def _main(args, command: str) -> int:
             if not (out / "runs" / s.run_id / CHECKPOINT).exists():
                 todo.add(s.run_id)
 
+    if any(resolve_device(r.device).type == "cuda" for r in runs):
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick each convolution's fastest kernel once
     rev = git_rev()
     failed: list[tuple[Experiment, str]] = []
     t_suite = time.perf_counter()
@@ -239,7 +245,8 @@ def _main(args, command: str) -> int:
                 surrogate = load_trained(s, datasets[s.dataset], out / "runs" / s.run_id)
             rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir,
                                   checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
-                                  progress=not args.no_progress, surrogate=surrogate, compile=args.compile)
+                                  progress=not args.no_progress, surrogate=surrogate, compile=args.compile,
+                                  cuda_graphs=args.cuda_graphs)
         except (RunFailed, torch.OutOfMemoryError) as e:
             reason = f"{e.__class__.__name__}: {e}"
             record_failure(failures_csv, exp, reason)

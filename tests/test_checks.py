@@ -9,7 +9,7 @@ from robustbench_mix.attacks import ATTACKS, fgsm, frozen_eval
 from robustbench_mix.checks import check_rows
 from robustbench_mix.config import Experiment
 from robustbench_mix.data import prepare, to_float
-from robustbench_mix.evaluate import attack_correct, final_rows
+from robustbench_mix.evaluate import attack_correct, final_rows, finish
 
 EXP = Experiment(attacks=("fgsm", "pgd"), eps=(8.0, 16.0), attack_steps=5, check_eps=64.0)
 
@@ -84,3 +84,31 @@ def test_blackbox_examples_are_crafted_on_the_surrogate_not_the_target(small_dig
             adv = fgsm(surrogate, to_float(x), y, 16 / 255)
         expected = target(adv).argmax(1) == y
     assert torch.equal(res["top1"], expected)
+
+
+def test_eps0_check_compares_clean_and_attacked_accuracy_at_the_same_precision():
+    # The top two logits differ by less than bf16 resolves: fp32 predicts class 1 (the label), bf16 ties and
+    # argmax picks class 0. On CUDA clean evaluation is bf16 and attacks fp32 by default, so comparing
+    # across precisions failed the exact eps-0 check on every GPU run; the subset's clean accuracy must be
+    # measured at the attacks' precision.
+    from robustbench_mix.data import Prepared
+    from robustbench_mix.evaluate import robustness_rows
+
+    lin = torch.nn.Linear(64, 10, bias=False)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.weight[0] = 1.0
+        lin.weight[1] = 1.001
+    model = torch.nn.Sequential(torch.nn.Flatten(), lin)
+    x = torch.full((20, 1, 8, 8), 128, dtype=torch.uint8)
+    y = torch.ones(20, dtype=torch.long)
+    data = Prepared(train_x=x, train_y=y, train_true_y=y, corrupted=torch.zeros(20, dtype=torch.bool),
+                    val_x=x[:0], val_y=y[:0], test_x=x, test_y=y, num_classes=10, augment="none",
+                    corrupted_index=None)
+    for prec, acc in (("fp32", 1.0), ("bf16", 0.0)):
+        exp = replace(EXP, attacks=("fgsm",), eps=(8.0,), check_eps=0.0, attack_precision=prec)
+        rows = robustness_rows(model, data, exp, 500, progress=False)
+        subset = next(r["value"] for r in rows if r["metric"] == "acc_attacked_subset")
+        assert float(subset) == acc
+        checks = {r["metric"]: r["value"] for r in check_rows(finish(rows), exp)}
+        assert checks["check:eps0_is_clean:fgsm"] == 1.0, prec

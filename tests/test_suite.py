@@ -89,6 +89,7 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
     (["--dataset", "imagefolder:/nonexistent/x"], "does not exist"),
     (["--dataset", "cifar10", "--data-dir", "/dev/null/sub"], "--data-dir '/dev/null/sub' is not writable"),
     (["--lr", "0"], "learning rate 0.0 must be positive"),
+    (["--compile", "--cuda-graphs"], "--compile and --cuda-graphs exclude each other"),
 ])
 def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monkeypatch, args, message):
     import re

@@ -137,9 +137,9 @@ def suite_trainer(model_name, shape, classes, batch, steps, warmup, device, meth
     return batch * steps / (time.perf_counter() - t)
 
 
-def attacks(model_name, shape, classes, batch, device, steps) -> dict[str, float]:
+def attacks(model_name, shape, classes, batch, device, steps, compiled=False, errors=None) -> dict[str, float]:
     """PGD-`steps` images/s: torchattacks as users call it (fp32) vs the suite's evaluation (fp32, the
-    default, and bf16)."""
+    default, and bf16; with ``compiled`` also through torch.compile)."""
     torch.manual_seed(0)
     model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
                   std=(0.25,) * shape[0]).to(device).eval()
@@ -156,10 +156,17 @@ def attacks(model_name, shape, classes, batch, device, steps) -> dict[str, float
         sync(device)
         return batch / (time.perf_counter() - t)
 
+    def suite_pgd(m, prec):
+        return timed(lambda: attack_correct(m, m, x, y, "pgd", 8.0, steps=steps, step_size=2.0, restarts=1,
+                                            batch_size=batch, seed=0, precision=prec))
+
     for prec in PRECISIONS:
-        out[f"suite_pgd_{prec}_img_s"] = timed(lambda prec=prec: attack_correct(
-            model, model, x, y, "pgd", 8.0, steps=steps, step_size=2.0, restarts=1, batch_size=batch, seed=0,
-            precision=prec))
+        out[f"suite_pgd_{prec}_img_s"] = suite_pgd(model, prec)
+    if compiled:  # the same evaluation through torch.compile (compilation happens in the warm-up call)
+        cm = torch.compile(model)
+        for prec in PRECISIONS:
+            key = f"suite_pgd_compiled_{prec}_img_s"
+            out[key] = measured({} if errors is None else errors, key, lambda prec=prec: suite_pgd(cm, prec))
     try:
         import torchattacks
 
@@ -246,8 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default="erm", help="the suite trainer's method (erm or mixup)")
     p.add_argument("--compile", action="store_true", help="also time the suite's trainer under torch.compile")
     p.add_argument("--parts", default="recipe,suite,graphs,attacks",
-                   help="what to time, of recipe, suite, graphs (CUDA only), compile, attacks (default: all but "
-                        "compile, which --compile adds)")
+                   help="what to time, of recipe, suite, graphs (CUDA only), compile, attacks, attacks_compiled "
+                        "(default: recipe,suite,graphs,attacks; --compile adds compile and attacks_compiled)")
     p.add_argument("--tag", default="", help="appended to the output file names")
     p.add_argument("--precision-check", metavar="RESULTS_DIR",
                    help="instead of timing: compare fp32 and bf16 attacks on the finished runs in RESULTS_DIR")
@@ -259,10 +266,11 @@ def main(argv: list[str] | None = None) -> int:
                    "|bf16 - fp32| robust accuracy, in points (default 1)")
     p.add_argument("--out", default="experiments/bench")
     args = p.parse_args(argv)
-    parts = set(split_list(args.parts, "--parts")) | ({"compile"} if args.compile else set())
-    bad = parts - {"recipe", "suite", "graphs", "compile", "attacks"}
+    allowed = ("recipe", "suite", "graphs", "compile", "attacks", "attacks_compiled")
+    parts = set(split_list(args.parts, "--parts")) | ({"compile", "attacks_compiled"} if args.compile else set())
+    bad = parts - set(allowed)
     if bad:
-        p.error(f"--parts: unknown {', '.join(sorted(bad))} (allowed: recipe, suite, graphs, compile, attacks)")
+        p.error(f"--parts: unknown {', '.join(sorted(bad))} (allowed: {', '.join(allowed)})")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     out = Path(args.out)
@@ -311,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         timed = [f"{k[:-6]} {v:,.0f}" for k, v in rec.items() if k.endswith("_img_s") and "best" not in k]
         print(f"  batch {b}: " + ", ".join(timed) + f" img/s -> {rec['speedup']:.2f}x the recipe", flush=True)
     attack_batch = args.attack_batch or (1000 if cuda else 100)
-    atk = attacks(model, shape, classes, attack_batch, device, args.attack_steps) if "attacks" in parts else {}
+    atk = attacks(model, shape, classes, attack_batch, device, args.attack_steps, "attacks_compiled" in parts,
+                  errors) if parts & {"attacks", "attacks_compiled"} else {}
     info = {"device": device_name(device), "torch": torch.__version__, "model": model, "method": args.method,
             "steps": steps, "warmup": warmup, "workers": workers, "train_gflops_per_image": fpi / 1e9,
             "peak_tflops_measured": peak / 1e12, "peak_dtype": "bf16" if cuda else "fp32", "git_rev": git_rev(),
@@ -329,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
               "of peak")
     if atk:
         print(f"  PGD-{args.attack_steps} at batch {attack_batch}: suite {atk['suite_pgd_fp32_img_s']:,.0f} img/s "
-              f"(fp32), {atk['suite_pgd_bf16_img_s']:,.0f} (bf16); torchattacks {atk['torchattacks_pgd_img_s']:,.0f}")
+              f"(fp32), {atk['suite_pgd_bf16_img_s']:,.0f} (bf16); torchattacks {atk['torchattacks_pgd_img_s']:,.0f}"
+              + (f"; compiled {atk['suite_pgd_compiled_fp32_img_s']:,.0f} (fp32), "
+                 f"{atk['suite_pgd_compiled_bf16_img_s']:,.0f} (bf16)" if "suite_pgd_compiled_fp32_img_s" in atk
+                 else ""))
     print(f"wrote {out / stem}.json and .csv")
     return 0
 

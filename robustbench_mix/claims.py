@@ -16,7 +16,7 @@ import pandas as pd
 
 from .config import SURROGATE_SUFFIX
 from .errors import UsageError
-from .results import ResultsError, atomic_write_csv, atomic_write_text, config_key, load_results
+from .results import ResultsError, atomic_write_csv, atomic_write_text, clean_curve, config_key, load_results
 
 try:
     import tomllib
@@ -41,20 +41,21 @@ def run_values(runs: pd.DataFrame, quantity: str, claim: dict) -> list[float]:
     """The quantity (in %) for each run in ``runs`` (all rows of those runs)."""
     out = []
     for _, g in runs.groupby("run_id"):
-        last = g[g["epoch"] == g["epochs"].iloc[0]]
-        clean = g[(g["split"] == "test") & (g["attack"] == "none") & (g["metric"] == "acc")]
-        clean_last = clean[clean["epoch"] == g["epochs"].iloc[0]]["value"]
+        epochs = g["epochs"].iloc[0]
+        last = g[g["epoch"] == epochs]
+        clean = clean_curve(g)  # the same best/last definitions as Table 2 (tables.per_run_errors)
+        clean_last = 100 * (1 - clean.get(epochs, np.nan))
         if quantity == "test_err_last":
-            v = 100 * (1 - clean_last.iloc[0]) if len(clean_last) else np.nan
+            v = clean_last
         elif quantity == "test_err_best":
-            v = 100 * (1 - clean["value"].max()) if len(clean) else np.nan
+            v = 100 * (1 - clean.max()) if len(clean) else np.nan
         elif quantity in ("attack_err", "attack_added_err"):
             metric = "top5_acc" if claim.get("k", 1) == 5 else "acc"
             adv = last[(last["attack"] == claim["attack"]) & (last["metric"] == metric)
                        & (np.isclose(last["eps"] * 255, claim["eps"], atol=1e-3))]["value"]
             v = 100 * (1 - adv.iloc[0]) if len(adv) else np.nan
             if quantity == "attack_added_err":
-                v -= 100 * (1 - clean_last.iloc[0]) if len(clean_last) else np.nan
+                v -= clean_last
         else:
             raise UsageError(f"claim {claim['id']}: unknown quantity {quantity!r}")
         if not np.isnan(v):

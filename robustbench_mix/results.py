@@ -160,6 +160,8 @@ def clear_failure(path: Path, run_id: str) -> None:
 
 # ------------------------------------------------------------------------------------------ summaries
 GROUP = [c for c in CONFIG_COLUMNS if c not in ("run_id", "seed")]
+# what does not tell configurations apart when seeds are pooled: the unhashed fields and the seed
+NOT_CONFIG = NOT_HASHED | {"seed"}
 # The headline metrics; diagnostics (perturbation sizes, gradients, checks) stay in runs.csv only.
 SUMMARY_METRICS = {"acc", "top5_acc", "nll", "ece", "memorized"}
 SUMMARY_SPLITS = {"test", "val", "train_corrupted"}
@@ -180,7 +182,7 @@ def config_fields(df: pd.DataFrame) -> pd.DataFrame:
 
 def group_keys(cfg: pd.DataFrame) -> list[str]:
     """What makes a configuration: every hashed field but the seed, the CSV's own columns first."""
-    rest = [c for c in cfg.columns if c not in GROUP and c not in NOT_HASHED and c != "seed"]
+    rest = [c for c in cfg.columns if c not in GROUP and c not in NOT_CONFIG]
     return GROUP + rest
 
 
@@ -198,6 +200,12 @@ def _column_rank(name: str) -> tuple:
     return (rank,) if rank < 4 else (rank, first)
 
 
+def clean_curve(run: pd.DataFrame, split: str = "test") -> pd.Series:
+    """One run's clean accuracy on ``split`` by epoch: the curve rows and the final evaluation."""
+    m = (run["split"] == split) & (run["attack"] == "none") & (run["metric"] == "acc")
+    return run[m].set_index("epoch")["value"]
+
+
 def last_epoch(df: pd.DataFrame) -> pd.DataFrame:
     """The rows measured at the end of each run (its final evaluation)."""
     return df[df["epoch"] == df["epochs"]]
@@ -213,7 +221,7 @@ def headline(final: pd.DataFrame) -> pd.DataFrame:
 def config_key(config_json: str) -> str:
     """What identifies a configuration across files and seeds: the config without seed, preset and device."""
     d = Experiment.from_json(config_json).to_dict()
-    return json.dumps({k: v for k, v in d.items() if k not in NOT_HASHED and k != "seed"}, sort_keys=True)
+    return json.dumps({k: v for k, v in d.items() if k not in NOT_CONFIG}, sort_keys=True)
 
 
 def load_results(path: str | Path) -> pd.DataFrame:

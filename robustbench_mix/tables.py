@@ -12,7 +12,7 @@ import pandas as pd
 from .config import SURROGATE_SUFFIX, fmt_eps
 from .plots import robust_accuracy, training_curves
 from .registry import Registry
-from .results import atomic_write_csv, atomic_write_text, config_fields, last_epoch
+from .results import atomic_write_csv, atomic_write_text, clean_curve, config_fields, last_epoch
 
 TABLES: Registry = Registry("table")
 
@@ -52,8 +52,7 @@ def per_run_errors(df: pd.DataFrame) -> pd.DataFrame:
     recs = []
     for rid, g in df.groupby("run_id"):
         first = g.iloc[0]
-        test = g[(g["split"] == "test") & (g["attack"] == "none") & (g["metric"] == "acc")].set_index("epoch")["value"]
-        val = g[(g["split"] == "val") & (g["attack"] == "none") & (g["metric"] == "acc")].set_index("epoch")["value"]
+        test, val = clean_curve(g, "test"), clean_curve(g, "val")
         last = g[g["epoch"] == first["epochs"]]
 
         def final(split, metric, frame=last):

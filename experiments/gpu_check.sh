@@ -8,10 +8,11 @@
 #   echo /.gpu/ >> .git/info/exclude; mkdir -p .gpu && cp ../shared/data/cifar10-jpeg.tar.gz .gpu/
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .gpu/whl torchattacks==3.5.1   # pure Python wheel
-# Then, with the device tool, carrying .gpu: `bash experiments/gpu_check.sh` (all stages) or name stages:
-# tests bench full precision wrn compile quick workers attackbatch mixup128. Without $OUT the outputs go to
-# /tmp/gpu_out. Run on an H200 on 2026-11-26 (logs: experiments/gpu/call1.log, call2.log); the figures are in
-# experiments/README.md. Next time the full comparison is done: run `tests compile mixup128` (BUDGET=480).
+# Then, with the device tool, carrying .gpu: `bash experiments/gpu_check.sh` (the default stages: tests bench
+# full precision wrn compile) or name stages, also quick workers attackbatch mixup128 stacked. Without $OUT
+# the outputs go to /tmp/gpu_out. Run on an H200 on 2026-11-26 (logs: experiments/gpu/call1.log, call2.log;
+# figures in experiments/README.md). Next: `BUDGET=480 bash experiments/gpu_check.sh tests stacked mixup128
+# compile` (the full comparison is done).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_out}
@@ -86,13 +87,20 @@ EOF
       timeout "$(cap 40 0)" python3 -m robustbench_mix.bench --parts suite,graphs --batch-size 128 --method mixup \
           --tag mixup --out $B
       pack bench $B ;;
-    compile)  # torch.compile for training (batch 512 and 128) and for PGD; compiling takes minutes, so last
+    stacked)  # several runs at once (torch.func prototype) against one run eager and with CUDA graphs, batch 128
+      timeout "$(cap 60 0)" python3 -m robustbench_mix.bench --parts suite,graphs,stacked --batch-size 128 \
+          --stack 4 --tag stacked --out $B
+      pack bench $B ;;
+    compile)  # torch.compile for training (batch 512, 128), then for PGD; compiling takes minutes, so last
       if [ "$(left)" -gt 150 ]; then
-        timeout "$(cap 400 5)" python3 -m robustbench_mix.bench --model preact_resnet18 --batch-size 512 128 \
-            --parts compile,attacks_compiled --tag compile --out $B
+        timeout "$(cap 240 60)" python3 -m robustbench_mix.bench --model preact_resnet18 --batch-size 512 128 \
+            --parts compile --tag compile --out $B
+        pack bench $B
+        timeout "$(cap 200 5)" python3 -m robustbench_mix.bench --model preact_resnet18 --parts attacks_compiled \
+            --tag compile_attacks --out $B
         pack bench $B
       else echo "skipped: $(left) s left"; fi ;;
-    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch mixup128)" ;;
+    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch mixup128 stacked)" ;;
   esac
 done
 echo "=== done at $(( $(date +%s) - T0 )) s"

@@ -27,7 +27,7 @@ import torch
 
 from .config import PRECISIONS, Experiment, split_list
 from .data import Prepared
-from .evaluate import attack_correct
+from .evaluate import attack_correct, autocast_for, prep
 from .models import build
 from .results import atomic_write_csv, atomic_write_text, device_name, git_rev, now
 from .runner import resolve_device
@@ -135,6 +135,66 @@ def suite_trainer(model_name, shape, classes, batch, steps, warmup, device, meth
     fit(replace(exp, seed=1), data, model, progress=False, compile=compile, cuda_graphs=cuda_graphs)
     sync(device)
     return batch * steps / (time.perf_counter() - t)
+
+
+class Stacked:
+    """K copies of one model trained at once: parameters stacked along a new first dimension and the
+    forward vmapped over them (torch.func), so each kernel launch serves K runs. A prototype for the
+    small-batch question of issue 7 (several seeds at once), ERM only; not the suite's trainer."""
+
+    def __init__(self, models: list[torch.nn.Module], lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 5e-4):
+        import copy
+
+        params, self.buffers = torch.func.stack_module_state(models)
+        self.params = {n: p.detach().requires_grad_(True) for n, p in params.items()}
+        self.base = copy.deepcopy(models[0]).to("meta")  # the structure; its weights are never used
+        fused = next(iter(self.params.values())).is_cuda
+        self.opt = torch.optim.SGD(self.params.values(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                   fused=fused or None)
+
+        def loss(p, b, x, y):
+            return torch.nn.functional.cross_entropy(torch.func.functional_call(self.base, (p, b), (x,)), y)
+
+        self.losses = torch.func.vmap(loss)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One SGD step of every copy; ``x`` is (K, B, C, H, W) float, ``y`` (K, B). Returns the K losses."""
+        with autocast_for(x.device):
+            losses = self.losses(self.params, self.buffers, x, y)
+        self.opt.zero_grad(set_to_none=True)
+        losses.float().sum().backward()  # the copies share no parameter: each gets its own gradient
+        self.opt.step()
+        return losses.detach()
+
+
+def stacked_trainer(model_name, shape, classes, batch, steps, warmup, device, k) -> float:
+    """Images/s summed over K runs trained at once by :class:`Stacked`, with the suite's on-device data and
+    augmentation (each copy draws its own batch)."""
+    from .data import AUGMENTATIONS
+
+    models = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        models.append(build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
+                            std=(0.25,) * shape[0]).to(device))
+    st = Stacked(models)
+    x_all, y_all = synthetic(batch * k * 4, shape, classes, device)
+    augment = AUGMENTATIONS["crop_flip" if shape[-1] >= 24 else "none"]
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def run(n):
+        for _ in range(n):
+            idx = torch.randint(0, len(y_all), (k * batch,), device=device, generator=gen)
+            x = prep(augment(x_all[idx], gen)).contiguous().view(k, batch, *shape)
+            st.step(x, y_all[idx].view(k, batch))
+
+    run(warmup)
+    sync(device)
+    t = time.perf_counter()
+    run(steps)
+    sync(device)
+    return k * batch * steps / (time.perf_counter() - t)
 
 
 def attacks(model_name, shape, classes, batch, device, steps, compiled=False, errors=None) -> dict[str, float]:
@@ -256,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="what to time, of recipe, suite, graphs (CUDA only), compile, attacks, attacks_compiled "
                         "(default: recipe,suite,graphs,attacks; --compile adds compile and attacks_compiled)")
     p.add_argument("--tag", default="", help="appended to the output file names")
+    p.add_argument("--stack", type=int, default=4, help="runs trained at once by the part 'stacked' (default 4)")
     p.add_argument("--precision-check", metavar="RESULTS_DIR",
                    help="instead of timing: compare fp32 and bf16 attacks on the finished runs in RESULTS_DIR")
     p.add_argument("--data-dir", default=os.environ.get("ROBUSTBENCH_MIX_DATA", "data"),
@@ -266,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                    "|bf16 - fp32| robust accuracy, in points (default 1)")
     p.add_argument("--out", default="experiments/bench")
     args = p.parse_args(argv)
-    allowed = ("recipe", "suite", "graphs", "compile", "attacks", "attacks_compiled")
+    allowed = ("recipe", "suite", "graphs", "compile", "stacked", "attacks", "attacks_compiled")
     parts = set(split_list(args.parts, "--parts")) | ({"compile", "attacks_compiled"} if args.compile else set())
     bad = parts - set(allowed)
     if bad:
@@ -305,13 +366,16 @@ def main(argv: list[str] | None = None) -> int:
                                               ("graphs", "suite_graphs_img_s", {"cuda_graphs": True}),
                                               ("compile", "suite_compiled_img_s", {"compile": True}))
                 if part in parts and (part != "graphs" or cuda)}
-    for b in batches if "recipe" in parts or variants else []:
+    for b in batches if parts & {"recipe", "stacked"} or variants else []:
         rec = {"batch_size": b, "recipe_img_s": measured(
             errors, f"recipe@{b}", lambda b=b: common_recipe(model, shape, classes, b, steps, warmup, device, workers))
             if "recipe" in parts else float("nan")}
         for key, kw in variants.items():
             rec[key] = measured(errors, f"{key}@{b}", lambda kw=kw, b=b: suite_trainer(
                 model, shape, classes, b, steps, warmup, device, args.method, **kw))
+        if "stacked" in parts:  # images/s summed over the --stack runs
+            rec["stacked_img_s"] = measured(errors, f"stacked@{b}", lambda b=b: stacked_trainer(
+                model, shape, classes, b, steps, warmup, device, args.stack))
         best = max((v for k, v in rec.items() if k.startswith("suite") and v == v), default=float("nan"))
         rec.update(suite_best_img_s=best, speedup=best / rec["recipe_img_s"],
                    suite_fraction_of_peak=best * fpi / peak)
@@ -325,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": steps, "warmup": warmup, "workers": workers, "train_gflops_per_image": fpi / 1e9,
             "peak_tflops_measured": peak / 1e12, "peak_dtype": "bf16" if cuda else "fp32", "git_rev": git_rev(),
             "created_at": now(), "python": platform.python_version(), "training": rows,
+            **({"stack": args.stack} if "stacked" in parts else {}),
             "attack_batch": attack_batch, "attack_steps": args.attack_steps, **atk, "errors": errors}
     stem = f"bench_{stem_dev}_{model}{'_' + args.tag if args.tag else ''}"
     atomic_write_text(out / f"{stem}.json", json.dumps(info, indent=2) + "\n")
@@ -335,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"  batch {r['batch_size']}: recipe {r['recipe_img_s']:,.0f} img/s, suite best "
               f"{r['suite_best_img_s']:,.0f} img/s -> {r['speedup']:.2f}x, {100 * r['suite_fraction_of_peak']:.1f}% "
-              "of peak")
+              "of peak" + (f"; {args.stack} runs stacked: {r['stacked_img_s']:,.0f} img/s in all"
+                           if "stacked_img_s" in r else ""))
     if atk:
         print(f"  PGD-{args.attack_steps} at batch {attack_batch}: suite {atk['suite_pgd_fp32_img_s']:,.0f} img/s "
               f"(fp32), {atk['suite_pgd_bf16_img_s']:,.0f} (bf16); torchattacks {atk['torchattacks_pgd_img_s']:,.0f}"

@@ -44,3 +44,33 @@ def test_bench_parts_time_only_what_is_asked(tmp_path):
     t = info["training"][0]
     assert t["suite_img_s"] > 0 and math.isnan(t["recipe_img_s"]) and "suite_graphs_img_s" not in t
     assert "suite_pgd_fp32_img_s" not in info  # attacks not asked for
+
+
+def test_stacked_step_equals_separate_sgd_steps():
+    # the prototype that trains several runs at once must train each exactly as if alone
+    import torch
+
+    from robustbench_mix.bench import Stacked
+    from robustbench_mix.models import build
+
+    models = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        models.append(build("cnn", in_shape=(3, 16, 16), num_classes=10, mean=(0.5,) * 3, std=(0.25,) * 3))
+    st = Stacked(models, lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(3, 8, 3, 16, 16, generator=g), torch.randint(0, 10, (3, 8), generator=g)
+    for _ in range(2):
+        losses = st.step(x, y)
+    for i, m in enumerate(models):
+        opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+        for _ in range(2):
+            loss = torch.nn.functional.cross_entropy(m(x[i]), y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        assert abs(losses[i].item() - loss.item()) < 1e-5
+        for n, p in m.named_parameters():
+            assert torch.allclose(p, st.params[n][i], atol=1e-5), n
+        for n, b in m.named_buffers():
+            assert torch.allclose(b.float(), st.buffers[n][i].float(), atol=1e-5), n

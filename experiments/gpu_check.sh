@@ -9,10 +9,10 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .gpu/whl torchattacks==3.5.1   # pure Python wheel
 # Then, with the device tool, carrying .gpu: `bash experiments/gpu_check.sh` (the default stages: tests bench
-# full precision wrn compile) or name stages, also quick workers attackbatch mixup128 stacked. Without $OUT
+# full precision wrn compile) or name stages, also quick workers attackbatch mixup128 stacked compile_ro. Without $OUT
 # the outputs go to /tmp/gpu_out. Run on an H200 on 2026-11-26 (logs: experiments/gpu/call1.log, call2.log;
-# figures in experiments/README.md). Next: `BUDGET=480 bash experiments/gpu_check.sh tests stacked mixup128
-# compile` (the full comparison is done).
+# figures in experiments/README.md). Next: `BUDGET=500 bash experiments/gpu_check.sh tests stacked mixup128
+# compile_ro compile` (the full comparison is done).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_out}
@@ -100,7 +100,13 @@ EOF
             --tag compile_attacks --out $B
         pack bench $B
       else echo "skipped: $(left) s left"; fi ;;
-    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch mixup128 stacked)" ;;
+    compile_ro)  # torch.compile with its own CUDA graphs (mode reduce-overhead) at the paper's batch
+      if [ "$(left)" -gt 90 ]; then
+        timeout "$(cap 180 5)" python3 -m robustbench_mix.bench --model preact_resnet18 --batch-size 128 \
+            --parts compile --compile-mode reduce-overhead --tag compile_ro --out $B
+        pack bench $B
+      else echo "skipped: $(left) s left"; fi ;;
+    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch mixup128 stacked compile_ro)" ;;
   esac
 done
 echo "=== done at $(( $(date +%s) - T0 )) s"

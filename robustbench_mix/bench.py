@@ -197,9 +197,9 @@ def stacked_trainer(model_name, shape, classes, batch, steps, warmup, device, k)
     return k * batch * steps / (time.perf_counter() - t)
 
 
-def attacks(model_name, shape, classes, batch, device, steps, compiled=False, errors=None) -> dict[str, float]:
+def attacks(model_name, shape, classes, batch, device, steps, compile_mode=None, errors=None) -> dict[str, float]:
     """PGD-`steps` images/s: torchattacks as users call it (fp32) vs the suite's evaluation (fp32, the
-    default, and bf16; with ``compiled`` also through torch.compile)."""
+    default, and bf16; with a ``compile_mode`` also through torch.compile)."""
     torch.manual_seed(0)
     model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
                   std=(0.25,) * shape[0]).to(device).eval()
@@ -222,8 +222,8 @@ def attacks(model_name, shape, classes, batch, device, steps, compiled=False, er
 
     for prec in PRECISIONS:
         out[f"suite_pgd_{prec}_img_s"] = suite_pgd(model, prec)
-    if compiled:  # the same evaluation through torch.compile (compilation happens in the warm-up call)
-        cm = torch.compile(model)
+    if compile_mode:  # the same evaluation through torch.compile (compilation happens in the warm-up call)
+        cm = torch.compile(model, mode=compile_mode)
         for prec in PRECISIONS:
             key = f"suite_pgd_compiled_{prec}_img_s"
             out[key] = measured({} if errors is None else errors, key, lambda prec=prec: suite_pgd(cm, prec))
@@ -312,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the recipe's DataLoader workers (default 8 on CUDA, enough to keep the GPU busy; 4 on CPU)")
     p.add_argument("--method", default="erm", help="the suite trainer's method (erm or mixup)")
     p.add_argument("--compile", action="store_true", help="also time the suite's trainer under torch.compile")
+    p.add_argument("--compile-mode", default="default",
+                   choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
+                   help="torch.compile's mode for the compile parts (reduce-overhead adds CUDA graphs)")
     p.add_argument("--parts", default="recipe,suite,graphs,attacks",
                    help="what to time, of recipe, suite, graphs (CUDA only), compile, attacks, attacks_compiled "
                         "(default: recipe,suite,graphs,attacks; --compile adds compile and attacks_compiled)")
@@ -364,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     variants = {key: kw for part, key, kw in (("suite", "suite_img_s", {}),
                                               ("graphs", "suite_graphs_img_s", {"cuda_graphs": True}),
-                                              ("compile", "suite_compiled_img_s", {"compile": True}))
+                                              ("compile", "suite_compiled_img_s", {"compile": args.compile_mode}))
                 if part in parts and (part != "graphs" or cuda)}
     for b in batches if parts & {"recipe", "stacked"} or variants else []:
         rec = {"batch_size": b, "recipe_img_s": measured(
@@ -383,13 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         timed = [f"{k[:-6]} {v:,.0f}" for k, v in rec.items() if k.endswith("_img_s") and "best" not in k]
         print(f"  batch {b}: " + ", ".join(timed) + f" img/s -> {rec['speedup']:.2f}x the recipe", flush=True)
     attack_batch = args.attack_batch or (1000 if cuda else 100)
-    atk = attacks(model, shape, classes, attack_batch, device, args.attack_steps, "attacks_compiled" in parts,
+    atk = attacks(model, shape, classes, attack_batch, device, args.attack_steps,
+                  args.compile_mode if "attacks_compiled" in parts else None,
                   errors) if parts & {"attacks", "attacks_compiled"} else {}
     info = {"device": device_name(device), "torch": torch.__version__, "model": model, "method": args.method,
             "steps": steps, "warmup": warmup, "workers": workers, "train_gflops_per_image": fpi / 1e9,
             "peak_tflops_measured": peak / 1e12, "peak_dtype": "bf16" if cuda else "fp32", "git_rev": git_rev(),
             "created_at": now(), "python": platform.python_version(), "training": rows,
             **({"stack": args.stack} if "stacked" in parts else {}),
+            **({"compile_mode": args.compile_mode} if parts & {"compile", "attacks_compiled"} else {}),
             "attack_batch": attack_batch, "attack_steps": args.attack_steps, **atk, "errors": errors}
     stem = f"bench_{stem_dev}_{model}{'_' + args.tag if args.tag else ''}"
     atomic_write_text(out / f"{stem}.json", json.dumps(info, indent=2) + "\n")

@@ -87,12 +87,12 @@ def cuda_graphed(model: torch.nn.Module, sample: torch.Tensor):
 
 def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = None,
         checkpoint_every: int = 1, eval_batch_size: int = 1000, progress: bool = True,
-        hooks: tuple[Hook, ...] = (), compile: bool = False, cuda_graphs: bool = False) -> list[dict]:
+        hooks: tuple[Hook, ...] = (), compile: bool | str = False, cuda_graphs: bool = False) -> list[dict]:
     """Train ``model`` in place; return the curve rows (each with its ``epoch``) recorded on the way.
 
     ``compile`` runs the training forward/backward through ``torch.compile`` (evaluation uses the
-    eager model, which shares the parameters). ``cuda_graphs`` replays them as CUDA graphs
-    (:func:`cuda_graphed`; CUDA only, ignored on other devices).
+    eager model, which shares the parameters); a string is torch.compile's ``mode``. ``cuda_graphs``
+    replays them as CUDA graphs (:func:`cuda_graphed`; CUDA only, ignored on other devices).
     """
     if compile and cuda_graphs:
         raise UsageError("--compile and --cuda-graphs exclude each other (torch.compile has its own CUDA graphs: "
@@ -103,7 +103,8 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     if steps < 1:
         raise RunFailed(f"batch size {exp.batch_size} is larger than the training set ({n} examples)")
     method = METHODS.get(exp.method)
-    train_model = torch.compile(model) if compile else model
+    mode = compile if isinstance(compile, str) else None
+    train_model = torch.compile(model, mode=mode) if compile else model
     augment = AUGMENTATIONS[data.augment]
     opt = make_optimizer(model, exp)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(exp.schedule, steps * exp.epochs))

@@ -316,8 +316,9 @@ def main(argv: list[str] | None = None) -> int:
                    choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
                    help="torch.compile's mode for the compile parts (reduce-overhead adds CUDA graphs)")
     p.add_argument("--parts", default="recipe,suite,graphs,attacks",
-                   help="what to time, of recipe, suite, graphs (CUDA only), compile, attacks, attacks_compiled "
-                        "(default: recipe,suite,graphs,attacks; --compile adds compile and attacks_compiled)")
+                   help="what to time, of recipe, suite, graphs (CUDA only), compile, stacked, attacks, "
+                        "attacks_compiled (default: recipe,suite,graphs,attacks; --compile adds compile and "
+                        "attacks_compiled)")
     p.add_argument("--tag", default="", help="appended to the output file names")
     p.add_argument("--stack", type=int, default=4, help="runs trained at once by the part 'stacked' (default 4)")
     p.add_argument("--precision-check", metavar="RESULTS_DIR",
@@ -343,16 +344,25 @@ def main(argv: list[str] | None = None) -> int:
     if cuda:
         torch.backends.cudnn.benchmark = True
     if args.precision_check:
-        df = precision_check(Path(args.precision_check), args.data_dir, device, args.samples,
-                             args.attack_batch or (1000 if cuda else 100), args.tolerance)
-        df.insert(0, "device", device_name(device))
-        df["torch"], df["tolerance_points"], df["created_at"] = torch.__version__, args.tolerance, now()
-        atomic_write_csv(df, out / f"attack_precision_{stem_dev}.csv")
-        bad = df[~df["within_tolerance"]] if len(df) else df
-        print(f"bf16 vs fp32 attacks: {len(df)} comparisons, largest |difference| "
-              f"{df['diff_points'].abs().max() if len(df) else float('nan'):.2f} points, {len(bad)} over the "
-              f"{args.tolerance:g}-point tolerance; wrote {out}/attack_precision_{stem_dev}.csv")
-        return 0
+        return precision_main(args, device, out, stem_dev)
+    return timing_main(args, parts, device, out, stem_dev)
+
+
+def precision_main(args, device: torch.device, out: Path, stem_dev: str) -> int:
+    df = precision_check(Path(args.precision_check), args.data_dir, device, args.samples,
+                         args.attack_batch or (1000 if device.type == "cuda" else 100), args.tolerance)
+    df.insert(0, "device", device_name(device))
+    df["torch"], df["tolerance_points"], df["created_at"] = torch.__version__, args.tolerance, now()
+    atomic_write_csv(df, out / f"attack_precision_{stem_dev}.csv")
+    bad = df[~df["within_tolerance"]] if len(df) else df
+    print(f"bf16 vs fp32 attacks: {len(df)} comparisons, largest |difference| "
+          f"{df['diff_points'].abs().max() if len(df) else float('nan'):.2f} points, {len(bad)} over the "
+          f"{args.tolerance:g}-point tolerance; wrote {out}/attack_precision_{stem_dev}.csv")
+    return 0
+
+
+def timing_main(args, parts: set[str], device: torch.device, out: Path, stem_dev: str) -> int:
+    cuda = device.type == "cuda"
     model = args.model or ("preact_resnet18" if cuda else "cnn")
     batches = args.batch_size or ([512, 128] if cuda else [64])
     steps = args.steps or (100 if cuda else 5)

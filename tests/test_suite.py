@@ -143,3 +143,14 @@ def test_a_nan_run_is_reported_and_the_others_finish(tmp_path, capsys, monkeypat
     assert list(fails["method"]) == ["nanloss"] and "non-finite" in fails["reason"][0]
     df = load_runs(tmp_path / "runs.csv")
     assert set(df["method"]) == {"erm"}
+
+
+def test_speed_hint_only_for_small_batches_on_a_gpu_without_graphs_or_compile():
+    from robustbench_mix.config import Experiment
+    from robustbench_mix.suite import speed_hint
+
+    runs = [Experiment(batch_size=128), Experiment(batch_size=512)]
+    assert "batch size 128" in speed_hint(runs, True, False, False)
+    assert speed_hint(runs, False, False, False) is None  # the CPU
+    assert speed_hint(runs, True, True, False) is None and speed_hint(runs, True, False, True) is None
+    assert speed_hint([Experiment(batch_size=512)], True, False, False) is None

@@ -290,7 +290,7 @@ def precision_check(results: Path, data_dir: str, device: torch.device, samples:
                                          seed=exp.seed, precision=prec)
                     rec[f"acc_{prec}"] = res["top1"].float().mean().item()
                     rec[f"{prec}_img_s"] = n / (time.perf_counter() - t)
-                rec["diff_points"] = 100 * (rec["acc_bf16"] - rec["acc_fp32"])
+                rec["diff_points"] = round(100 * (rec["acc_bf16"] - rec["acc_fp32"]), 6)  # 1 image of 100 is 1.0
                 rec["within_tolerance"] = abs(rec["diff_points"]) <= tolerance
                 rows.append(rec)
                 print(f"  {rid} {exp.method:6s} {attack:6s} eps {e:g}/255: fp32 {100 * rec['acc_fp32']:.2f}%  "

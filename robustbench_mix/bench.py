@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from .config import PRECISIONS, Experiment, split_list
-from .data import Prepared
+from .data import AUGMENTATIONS, Prepared, augment_for
 from .evaluate import attack_correct, autocast_for, prep
 from .models import build
 from .results import atomic_write_csv, atomic_write_text, device_name, git_rev, now
@@ -65,6 +65,14 @@ def train_flops_per_image(model, shape, device) -> float:
     return fc.get_total_flops() / 8
 
 
+def bench_model(model_name, shape, classes, device, *, seed: int = 0, channels_last: bool = False):
+    """A freshly initialized model for the timings (normalization constants need no real data)."""
+    torch.manual_seed(seed)
+    model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
+                  std=(0.25,) * shape[0]).to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def synthetic(n: int, shape, classes: int, device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)
@@ -91,9 +99,7 @@ def common_recipe(model_name, shape, classes, batch, steps, warmup, device, work
     loader = torch.utils.data.DataLoader(Images(), batch_size=batch, shuffle=True, drop_last=True,
                                          num_workers=workers, pin_memory=device.type == "cuda",
                                          persistent_workers=workers > 0)
-    torch.manual_seed(0)
-    model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
-                  std=(0.25,) * shape[0]).to(device).train()
+    model = bench_model(model_name, shape, classes, device).train()  # fp32, contiguous: as scripts do
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     t0 = None
     for i, (xb, yb) in enumerate(loader):
@@ -119,15 +125,11 @@ def suite_trainer(model_name, shape, classes, batch, steps, warmup, device, meth
         empty = x[:0]
         return Prepared(train_x=x, train_y=y, train_true_y=y, corrupted=torch.zeros_like(y, dtype=torch.bool),
                         val_x=empty, val_y=y[:0], test_x=x[:batch], test_y=y[:batch], num_classes=classes,
-                        augment="crop_flip" if shape[-1] >= 24 else "none", corrupted_index=np.arange(0))
+                        augment=augment_for(shape), corrupted_index=np.arange(0))
 
     exp = Experiment(model=model_name, method=method, alpha=1.0 if method == "mixup" else 0.0, epochs=1,
                      batch_size=batch, lr=0.01, schedule="constant", attacks=())
-    torch.manual_seed(0)
-    model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
-                  std=(0.25,) * shape[0]).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = bench_model(model_name, shape, classes, device, channels_last=device.type == "cuda")
     fit(exp, prepared(batch * warmup), model, progress=False, compile=compile, cuda_graphs=cuda_graphs)
     data = prepared(batch * steps)
     sync(device)
@@ -171,16 +173,9 @@ class Stacked:
 def stacked_trainer(model_name, shape, classes, batch, steps, warmup, device, k) -> float:
     """Images/s summed over K runs trained at once by :class:`Stacked`, with the suite's on-device data and
     augmentation (each copy draws its own batch)."""
-    from .data import AUGMENTATIONS
-
-    models = []
-    for seed in range(k):
-        torch.manual_seed(seed)
-        models.append(build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
-                            std=(0.25,) * shape[0]).to(device))
-    st = Stacked(models)
+    st = Stacked([bench_model(model_name, shape, classes, device, seed=seed) for seed in range(k)])
     x_all, y_all = synthetic(batch * k * 4, shape, classes, device)
-    augment = AUGMENTATIONS["crop_flip" if shape[-1] >= 24 else "none"]
+    augment = AUGMENTATIONS[augment_for(shape)]
     gen = torch.Generator(device=device).manual_seed(0)
 
     def run(n):
@@ -197,14 +192,10 @@ def stacked_trainer(model_name, shape, classes, batch, steps, warmup, device, k)
     return k * batch * steps / (time.perf_counter() - t)
 
 
-def attacks(model_name, shape, classes, batch, device, steps, compile_mode=None, errors=None) -> dict[str, float]:
+def attacks(model_name, shape, classes, batch, device, steps, compile_mode, errors: dict) -> dict[str, float]:
     """PGD-`steps` images/s: torchattacks as users call it (fp32) vs the suite's evaluation (fp32, the
     default, and bf16; with a ``compile_mode`` also through torch.compile)."""
-    torch.manual_seed(0)
-    model = build(model_name, in_shape=shape, num_classes=classes, mean=(0.5,) * shape[0],
-                  std=(0.25,) * shape[0]).to(device).eval()
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = bench_model(model_name, shape, classes, device, channels_last=device.type == "cuda").eval()
     x, y = synthetic(batch, shape, classes, device)
     out = {}
 
@@ -226,7 +217,7 @@ def attacks(model_name, shape, classes, batch, device, steps, compile_mode=None,
         cm = torch.compile(model, mode=compile_mode)
         for prec in PRECISIONS:
             key = f"suite_pgd_compiled_{prec}_img_s"
-            out[key] = measured({} if errors is None else errors, key, lambda prec=prec: suite_pgd(cm, prec))
+            out[key] = measured(errors, key, lambda prec=prec: suite_pgd(cm, prec))
     try:
         import torchattacks
 
@@ -370,9 +361,7 @@ def timing_main(args, parts: set[str], device: torch.device, out: Path, stem_dev
     workers = args.workers if args.workers is not None else min(8 if cuda else 4, os.cpu_count() or 1)
     shape, classes = (3, 32, 32), 10
     peak = peak_flops(device)
-    m = build(model, in_shape=shape, num_classes=classes, mean=(0.5,) * 3, std=(0.25,) * 3).to(device)
-    fpi = train_flops_per_image(m, shape, device)
-    del m
+    fpi = train_flops_per_image(bench_model(model, shape, classes, device), shape, device)
     errors: dict[str, str] = {}
     rows = []
     variants = {key: kw for part, key, kw in (("suite", "suite_img_s", {}),

@@ -194,7 +194,7 @@ def load_image_folder(arg: str, data_dir: Path) -> ImageData:
             z = np.load(cache)
             arrays = {k: torch.from_numpy(z[k]) for k in ("train_x", "train_y", "test_x", "test_y")}
             return ImageData(f"imagefolder:{root.name}", **arrays, classes=classes,
-                             augment=_augment_for(arrays["train_x"].shape))
+                             augment=augment_for(arrays["train_x"].shape))
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
     arrays = {}
@@ -219,10 +219,11 @@ def load_image_folder(arg: str, data_dir: Path) -> ImageData:
         pass  # caching is an optimisation; a read-only --data-dir only costs the decode next time
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
     return ImageData(f"imagefolder:{root.name}", **tensors, classes=classes,
-                     augment=_augment_for(arrays["train_x"].shape))
+                     augment=augment_for(arrays["train_x"].shape))
 
 
-def _augment_for(shape) -> str:
+def augment_for(shape) -> str:
+    """Crop and flip for CIFAR-sized images; nothing for small ones (digits' 8x8)."""
     return "crop_flip" if shape[-1] >= 24 else "none"
 
 

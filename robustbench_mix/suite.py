@@ -52,7 +52,7 @@ from .results import (
 )
 from .runner import load_trained, resolve_device, run_experiment
 from .tables import TABLES
-from .train import CHECKPOINT
+from .train import CHECKPOINT, check_speed_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -160,8 +160,7 @@ def check_runs(runs: list[Experiment], args) -> None:
     for flag, v in (("--checkpoint-every", args.checkpoint_every), ("--eval-batch-size", args.eval_batch_size)):
         if v < 1:
             raise UsageError(f"{flag} {v} must be at least 1")
-    if args.compile and args.cuda_graphs:
-        raise UsageError("--compile and --cuda-graphs exclude each other; torch.compile has its own CUDA graphs")
+    check_speed_options(args.compile, args.cuda_graphs)  # before any training, as every check here
 
 
 def check_sizes(exp: Experiment, data: ImageData) -> None:

@@ -85,6 +85,12 @@ def cuda_graphed(model: torch.nn.Module, sample: torch.Tensor):
         model.__dict__.pop("forward", None)  # back to the class's eager forward
 
 
+def check_speed_options(compile, cuda_graphs: bool) -> None:
+    if compile and cuda_graphs:
+        raise UsageError("--compile and --cuda-graphs exclude each other (torch.compile has its own CUDA graphs: "
+                         "mode='reduce-overhead')")
+
+
 def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = None,
         checkpoint_every: int = 1, eval_batch_size: int = 1000, progress: bool = True,
         hooks: tuple[Hook, ...] = (), compile: bool | str = False, cuda_graphs: bool = False) -> list[dict]:
@@ -94,9 +100,7 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     eager model, which shares the parameters); a string is torch.compile's ``mode``. ``cuda_graphs``
     replays them as CUDA graphs (:func:`cuda_graphed`; CUDA only, ignored on other devices).
     """
-    if compile and cuda_graphs:
-        raise UsageError("--compile and --cuda-graphs exclude each other (torch.compile has its own CUDA graphs: "
-                         "mode='reduce-overhead')")
+    check_speed_options(compile, cuda_graphs)
     device = data.train_x.device
     n = len(data.train_y)
     steps = n // exp.batch_size  # the last partial batch is dropped: fixed shapes, as the paper's loader

@@ -9,10 +9,10 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .gpu/whl torchattacks==3.5.1   # pure Python wheel
 # Then, with the device tool, carrying .gpu: `bash experiments/gpu_check.sh` (the default stages: tests bench
-# full precision wrn compile) or name stages, also quick workers attackbatch mixup128 stacked compile_ro. Without $OUT
-# the outputs go to /tmp/gpu_out. Run on an H200 on 2026-11-26 (logs: experiments/gpu/call1.log, call2.log;
-# figures in experiments/README.md). Next: `BUDGET=500 bash experiments/gpu_check.sh tests stacked mixup128
-# compile_ro compile` (the full comparison is done).
+# full precision wrn compile) or name stages, also quick workers attackbatch step mixup128 stacked compile_ro. Without
+# $OUT the outputs go to /tmp/gpu_out. Run on an H200 (logs: experiments/gpu/call1.log, call2.log; figures in
+# experiments/README.md). Next: `BUDGET=500 bash experiments/gpu_check.sh tests step mixup128 compile_ro compile`
+# (the full comparison is done; `step` times the whole-step CUDA graph, --cuda-graphs step, not yet run on a GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_out}
@@ -38,7 +38,7 @@ stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(tests bench full precision wrn
 for stage in "${stages[@]}"; do
   echo "=== $stage (at $(( $(date +%s) - T0 )) s, $(left) s left)"
   case $stage in
-    tests)  # the CUDA-only paths: CUDA graphs train like eager, resume, bf16 attacks
+    tests)  # the CUDA-only paths: both CUDA-graph modes train like eager, resume, bf16 attacks
       timeout "$(cap 90 0)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_attacks.py \
           tests/test_checks.py ;;
     bench)  # PreAct ResNet-18, batch 512 and 128: recipe vs suite (eager, CUDA graphs); PGD-10
@@ -83,9 +83,13 @@ EOF
       timeout "$(cap 40 0)" python3 -m robustbench_mix.bench --parts attacks --attack-batch 4000 --tag attack4000 \
           --out $B
       pack bench $B ;;
-    mixup128)  # the trainer at the paper's batch with mixup (eager vs CUDA graphs)
-      timeout "$(cap 40 0)" python3 -m robustbench_mix.bench --parts suite,graphs --batch-size 128 --method mixup \
-          --tag mixup --out $B
+    step)  # the whole training step as one CUDA graph (--cuda-graphs step) against the recipe, eager, model graphs
+      timeout "$(cap 90 0)" python3 -m robustbench_mix.bench --parts recipe,suite,graphs,graphs_step \
+          --model preact_resnet18 --batch-size 512 128 --tag step --out $B
+      pack bench $B ;;
+    mixup128)  # the trainer at the paper's batch with mixup (eager vs the two CUDA-graph modes)
+      timeout "$(cap 50 0)" python3 -m robustbench_mix.bench --parts suite,graphs,graphs_step --batch-size 128 \
+          --method mixup --tag mixup --out $B
       pack bench $B ;;
     stacked)  # several runs at once (torch.func prototype) against one run eager and with CUDA graphs, batch 128
       timeout "$(cap 60 0)" python3 -m robustbench_mix.bench --parts suite,graphs,stacked --batch-size 128 \
@@ -106,7 +110,7 @@ EOF
             --parts compile --compile-mode reduce-overhead --tag compile_ro --out $B
         pack bench $B
       else echo "skipped: $(left) s left"; fi ;;
-    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch mixup128 stacked compile_ro)" ;;
+    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch step mixup128 stacked compile_ro)" ;;
   esac
 done
 echo "=== done at $(( $(date +%s) - T0 )) s"

@@ -306,10 +306,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile-mode", default="default",
                    choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
                    help="torch.compile's mode for the compile parts (reduce-overhead adds CUDA graphs)")
-    p.add_argument("--parts", default="recipe,suite,graphs,attacks",
-                   help="what to time, of recipe, suite, graphs (CUDA only), compile, stacked, attacks, "
-                        "attacks_compiled (default: recipe,suite,graphs,attacks; --compile adds compile and "
-                        "attacks_compiled)")
+    p.add_argument("--parts", default="recipe,suite,graphs,graphs_step,attacks",
+                   help="what to time, of recipe, suite, graphs and graphs_step (CUDA only: --cuda-graphs model "
+                        "and step), compile, stacked, attacks, attacks_compiled (default: recipe,suite,graphs,"
+                        "graphs_step,attacks; --compile adds compile and attacks_compiled)")
     p.add_argument("--tag", default="", help="appended to the output file names")
     p.add_argument("--stack", type=int, default=4, help="runs trained at once by the part 'stacked' (default 4)")
     p.add_argument("--precision-check", metavar="RESULTS_DIR",
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
                    "|bf16 - fp32| robust accuracy, in points (default 1)")
     p.add_argument("--out", default="experiments/bench")
     args = p.parse_args(argv)
-    allowed = ("recipe", "suite", "graphs", "compile", "stacked", "attacks", "attacks_compiled")
+    allowed = ("recipe", "suite", "graphs", "graphs_step", "compile", "stacked", "attacks", "attacks_compiled")
     parts = set(split_list(args.parts, "--parts")) | ({"compile", "attacks_compiled"} if args.compile else set())
     bad = parts - set(allowed)
     if bad:
@@ -365,9 +365,10 @@ def timing_main(args, parts: set[str], device: torch.device, out: Path, stem_dev
     errors: dict[str, str] = {}
     rows = []
     variants = {key: kw for part, key, kw in (("suite", "suite_img_s", {}),
-                                              ("graphs", "suite_graphs_img_s", {"cuda_graphs": True}),
+                                              ("graphs", "suite_graphs_img_s", {"cuda_graphs": "model"}),
+                                              ("graphs_step", "suite_graphs_step_img_s", {"cuda_graphs": "step"}),
                                               ("compile", "suite_compiled_img_s", {"compile": args.compile_mode}))
-                if part in parts and (part != "graphs" or cuda)}
+                if part in parts and (not part.startswith("graphs") or cuda)}
     for b in batches if parts & {"recipe", "stacked"} or variants else []:
         rec = {"batch_size": b, "recipe_img_s": measured(
             errors, f"recipe@{b}", lambda b=b: common_recipe(model, shape, classes, b, steps, warmup, device, workers))

@@ -19,11 +19,12 @@ from .data import Prepared, to_float
 ECE_BINS = 15
 
 
-def autocast_for(device: torch.device, precision: str | None = None):
+def autocast_for(device: torch.device, precision: str | None = None, cache: bool = True):
     """bf16 autocast on CUDA (clean evaluation and training); ``precision`` ('fp32' or 'bf16') overrides
-    that on any device, so that a comparison with the attacks runs at the attacks' precision."""
+    that on any device, so that a comparison with the attacks runs at the attacks' precision. ``cache``
+    False for code captured as a CUDA graph, which cannot hold autocast's cached weight casts."""
     if precision == "bf16" or (precision is None and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 

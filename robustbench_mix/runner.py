@@ -49,7 +49,7 @@ def load_trained(exp: Experiment, data: ImageData, run_dir: Path) -> torch.nn.Mo
 def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None, checkpoint_every: int = 1,
                    eval_batch_size: int = 1000, progress: bool = True, hooks: tuple[Hook, ...] = (),
                    surrogate: torch.nn.Module | None = None, compile: bool = False,
-                   cuda_graphs: bool = False) -> list[dict]:
+                   cuda_graphs: bool | str = False) -> list[dict]:
     """Train and evaluate; rows carry ``epoch`` (curve rows at their epoch, final rows at ``exp.epochs``).
 
     ``surrogate`` (a trained model) adds black-box rows: attacks crafted on it, evaluated on this model.

@@ -52,7 +52,7 @@ from .results import (
 )
 from .runner import load_trained, resolve_device, run_experiment
 from .tables import TABLES
-from .train import CHECKPOINT, check_speed_options
+from .train import CHECKPOINT, GRAPH_MODES, check_speed_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--checkpoint-every", type=int, default=1, help="checkpoint every N epochs (default 1)")
     a("--eval-batch-size", type=int, default=1000, help="batch size of evaluation and attacks")
     a("--compile", action="store_true", help="train through torch.compile (faster on GPU after warm-up)")
-    a("--cuda-graphs", action="store_true", help="replay each training step's forward and backward as CUDA "
-      "graphs: much faster at small batches on a GPU (ignored on the CPU)")
+    a("--cuda-graphs", nargs="?", const="model", choices=GRAPH_MODES, metavar="{model,step}",
+      help="replay training as CUDA graphs, much faster at small batches on a GPU (ignored on the CPU): "
+      "'model' (the default) each step's forward and backward, 'step' the whole step, optimizer included")
     a("--force", action="store_true", help="rerun runs that already finished")
     a("--dry-run", action="store_true", help="list the runs and their status without training")
     a("--no-progress", action="store_true", help="no progress bars")
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def speed_hint(runs: list[Experiment], on_cuda: bool, cuda_graphs: bool, compile: bool) -> str | None:
+def speed_hint(runs: list[Experiment], on_cuda: bool, cuda_graphs: bool | str | None, compile: bool) -> str | None:
     """At small batches a GPU mostly waits for kernel launches; say so when nothing is set to avoid it."""
     small = sorted({r.batch_size for r in runs if r.batch_size <= 256})
     if on_cuda and small and not (cuda_graphs or compile):

@@ -85,7 +85,101 @@ def cuda_graphed(model: torch.nn.Module, sample: torch.Tensor):
         model.__dict__.pop("forward", None)  # back to the class's eager forward
 
 
-def check_speed_options(compile, cuda_graphs: bool) -> None:
+GRAPH_MODES = ("model", "step")
+
+
+def graph_mode_of(cuda_graphs: bool | str) -> str | None:
+    """``cuda_graphs``: False/None (eager), True or 'model' (:func:`cuda_graphed`), 'step' (:class:`GraphedStep`)."""
+    if not cuda_graphs:
+        return None
+    mode = "model" if cuda_graphs is True else cuda_graphs
+    if mode not in GRAPH_MODES:
+        raise UsageError(f"--cuda-graphs {mode!r}: expected one of {', '.join(GRAPH_MODES)}")
+    return mode
+
+
+def _buffers(value, device: torch.device):
+    if isinstance(value, tuple):
+        return tuple(_buffers(v, device) for v in value)
+    if torch.is_tensor(value):
+        return value.detach().clone()
+    if isinstance(value, float):
+        return torch.tensor(value, dtype=torch.float32, device=device)
+    raise TypeError(f"a graphed step takes tensors, floats and tuples of them, not {type(value).__name__}")
+
+
+def _fill(buffer, value) -> None:
+    if isinstance(buffer, tuple):
+        for b, v in zip(buffer, value, strict=True):
+            _fill(b, v)
+    elif torch.is_tensor(value):
+        if value.shape != buffer.shape:  # copy_ would broadcast a wrong shape silently
+            raise RuntimeError(f"graphed step: argument of shape {tuple(value.shape)} for a buffer of "
+                               f"shape {tuple(buffer.shape)}")
+        buffer.copy_(value)
+    else:
+        buffer.fill_(value)
+
+
+class GraphedStep:
+    """``step(*args)`` captured once as a CUDA graph and then replayed, each call's arguments copied into
+    the graph's input buffers: the whole training step (gather, augmentation, mixing, forward, backward,
+    optimizer update) becomes one launch, where eager PyTorch launches hundreds of small kernels from
+    Python and, at the paper's batch of 128, the GPU waits for them.
+
+    The first ``warmup`` calls run eagerly on a side stream, as capture requires (cuDNN picks its
+    algorithms, the optimizer creates its momentum buffers); they are real training steps. Arguments
+    are tensors (same shape every call), floats (held as 0-dim float32 tensors) and tuples of them.
+    Anything else the step reads is frozen into the graph unless it keeps its address and is updated in
+    place: parameters, the data set on the device and a tensor learning rate (:func:`tensor_lr`) are;
+    a Python float learning rate would not be. Returns the step's output, overwritten by the next replay.
+    """
+
+    def __init__(self, step: Callable, warmup: int = 3):
+        self.step, self.warmup, self.calls = step, warmup, 0
+        self.graph = None
+
+    def __call__(self, *args):
+        if self.graph is None and self.calls < self.warmup:
+            self.calls += 1
+            return self._eager(*args)
+        if self.graph is None:
+            self.inputs = _buffers(args, self._device())
+            self.graph, self.out = self._capture()
+        else:
+            _fill(self.inputs, args)
+        self.graph.replay()
+        return self.out
+
+    # the CUDA specifics, apart so that a test can stand in for them on the CPU
+    def _device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device())
+
+    def _eager(self, *args):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            out = self.step(*args)
+        torch.cuda.current_stream().wait_stream(side)
+        return out
+
+    def _capture(self):
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):  # records the kernels without running them
+            out = self.step(*self.inputs)
+        return graph, out
+
+
+def tensor_lr(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    """Hold each group's learning rate in a tensor on ``device``: the scheduler then updates it in place
+    (``fill_``) and a captured optimizer step reads the current value instead of a frozen one."""
+    for group in opt.param_groups:
+        if not torch.is_tensor(group["lr"]):
+            group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+
+def check_speed_options(compile, cuda_graphs: bool | str) -> None:
+    graph_mode_of(cuda_graphs)
     if compile and cuda_graphs:
         raise UsageError("--compile and --cuda-graphs exclude each other (torch.compile has its own CUDA graphs: "
                          "mode='reduce-overhead')")
@@ -93,15 +187,18 @@ def check_speed_options(compile, cuda_graphs: bool) -> None:
 
 def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = None,
         checkpoint_every: int = 1, eval_batch_size: int = 1000, progress: bool = True,
-        hooks: tuple[Hook, ...] = (), compile: bool | str = False, cuda_graphs: bool = False) -> list[dict]:
+        hooks: tuple[Hook, ...] = (), compile: bool | str = False, cuda_graphs: bool | str = False) -> list[dict]:
     """Train ``model`` in place; return the curve rows (each with its ``epoch``) recorded on the way.
 
     ``compile`` runs the training forward/backward through ``torch.compile`` (evaluation uses the
     eager model, which shares the parameters); a string is torch.compile's ``mode``. ``cuda_graphs``
-    replays them as CUDA graphs (:func:`cuda_graphed`; CUDA only, ignored on other devices).
+    replays them as CUDA graphs, True or 'model' the forward and backward (:func:`cuda_graphed`), 'step'
+    the whole training step (:class:`GraphedStep`); CUDA only, ignored on other devices.
     """
     check_speed_options(compile, cuda_graphs)
     device = data.train_x.device
+    graph_mode = graph_mode_of(cuda_graphs) if device.type == "cuda" else None
+    graph_step = graph_mode == "step"
     n = len(data.train_y)
     steps = n // exp.batch_size  # the last partial batch is dropped: fixed shapes, as the paper's loader
     if steps < 1:
@@ -132,9 +229,25 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
         curves, start = ck["curves"], ck["epoch"]
 
+    def train_step(idx, aug, draws) -> torch.Tensor:
+        """One SGD step on the batch ``idx`` with the given random draws; returns the detached loss."""
+        x = prep(augment.apply(data.train_x[idx], *aug))
+        inputs, loss_fn = method.apply(x, data.train_y[idx], data.num_classes, *draws)
+        with autocast_for(device, cache=not graph_step):  # cached casts cannot be graphed
+            out = train_model(inputs)
+        loss = loss_fn(out.float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
     graphs = contextlib.nullcontext()
-    if cuda_graphs and device.type == "cuda" and start < exp.epochs:
+    step = train_step
+    if graph_mode == "model" and start < exp.epochs:
         graphs = cuda_graphed(model, prep(data.train_x[:exp.batch_size]))
+    elif graph_step:
+        tensor_lr(opt, device)
+        step = GraphedStep(train_step)
     with graphs:
         bar = tqdm(range(start, exp.epochs), initial=start, total=exp.epochs, leave=False, unit="ep",
                    disable=None if progress else True,  # None: off when stderr is not a terminal
@@ -144,17 +257,11 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
             perm = torch.randperm(n, device=device, generator=gen)
             loss_sum = torch.zeros((), device=device)
             for b in range(steps):
+                # the random draws, in the order they have always been made: crops and flips, then the method's
                 idx = perm[b * exp.batch_size:(b + 1) * exp.batch_size]
-                x = prep(augment(data.train_x[idx], gen))
-                inputs, loss_fn = method(x, data.train_y[idx], exp.alpha, data.num_classes, rng, gen)
-                with autocast_for(device):
-                    out = train_model(inputs)
-                loss = loss_fn(out.float())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                aug = augment.draw(exp.batch_size, device, gen)
+                loss_sum += step(idx, aug, method.draw(exp.batch_size, exp.alpha, rng, gen, device))
                 sched.step()
-                loss_sum += loss.detach()
             mean_loss = (loss_sum / steps).item()  # the one host sync of the epoch
             done = epoch + 1
             if not math.isfinite(mean_loss):

@@ -1,5 +1,6 @@
 """The CUDA-only training paths (CUDA graphs, bf16 autocast, channels_last); skipped without a GPU, except the
-check that ``cuda_graphs`` leaves CPU training untouched."""
+checks that ``cuda_graphs`` leaves CPU training untouched and of the graphed step's plumbing (its buffers and
+the tensor learning rate), run on the CPU with the CUDA calls stood in for."""
 
 import copy
 from dataclasses import replace
@@ -10,7 +11,7 @@ import torch
 from robustbench_mix.data import prepare
 from robustbench_mix.evaluate import attack_correct, predict
 from robustbench_mix.runner import new_model, run_experiment
-from robustbench_mix.train import fit
+from robustbench_mix.train import GraphedStep, fit, lr_factor, make_optimizer, tensor_lr
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -22,23 +23,126 @@ def _train(exp, data, device, **kw):
     return model, p, [r["value"] for r in curves if r["metric"] == "loss"]
 
 
-def test_cuda_graphs_flag_is_a_no_op_on_the_cpu(small_digits, tiny_exp):
+@pytest.mark.parametrize("mode", [True, "step"])
+def test_cuda_graphs_flag_is_a_no_op_on_the_cpu(small_digits, tiny_exp, mode):
     exp = replace(tiny_exp, method="mixup", alpha=1.0, epochs=2)
     m1, _, l1 = _train(exp, small_digits, torch.device("cpu"))
-    m2, _, l2 = _train(exp, small_digits, torch.device("cpu"), cuda_graphs=True)
+    m2, _, l2 = _train(exp, small_digits, torch.device("cpu"), cuda_graphs=mode)
     assert l1 == l2
     assert all(torch.equal(a, b) for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
 
 
+class CPUGraphedStep(GraphedStep):
+    """GraphedStep with its CUDA calls stood in for: the capture records nothing and a replay runs the step
+    on the input buffers, so what reaches the step after warm-up is exactly what a graph would read."""
+
+    def _device(self):
+        return torch.device("cpu")
+
+    def _eager(self, *args):
+        return self.step(*args)
+
+    def _capture(self):
+        out = torch.zeros(())
+        step, inputs = self.step, self.inputs
+
+        class Graph:
+            def replay(self):
+                out.copy_(step(*inputs))
+
+        return Graph(), out
+
+
+def test_graphed_step_feeds_each_calls_draws_through_its_buffers():
+    seen = []
+
+    def step(idx, draws):
+        lam, perm = draws
+        seen.append(lam)
+        return (idx.float() * lam).sum() + perm[0] * 10
+
+    g = torch.Generator().manual_seed(0)
+    calls = [(torch.randint(0, 100, (4,), generator=g), (0.1 * k + 0.05, torch.randperm(4, generator=g)))
+             for k in range(6)]
+    graphed = CPUGraphedStep(step, warmup=2)
+    outs = [graphed(*c).item() for c in calls]
+    assert outs == pytest.approx([step(*c).item() for c in calls], rel=1e-6)
+    # warm-up calls get the floats; replays a 0-dim float32 buffer (a Python float would be frozen in a graph)
+    assert [type(v) for v in seen[:2]] == [float, float]
+    assert all(torch.is_tensor(v) and v.dim() == 0 and v.dtype == torch.float32 for v in seen[2:6])
+    assert graphed.inputs[1][0] is seen[3] is seen[5]  # one buffer, refilled in place
+    with pytest.raises(RuntimeError, match=r"shape \(5,\) for a buffer of shape \(4,\)"):
+        graphed(torch.arange(5), (0.5, torch.arange(4)))
+
+
+def test_tensor_lr_follows_the_schedule_in_place_and_trains_as_a_float_lr(tiny_exp):
+    exp = replace(tiny_exp, lr=0.1, momentum=0.9, weight_decay=5e-4)
+    models = [torch.nn.Linear(3, 2) for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    opts = [make_optimizer(m, exp) for m in models]
+    scheds = [torch.optim.lr_scheduler.LambdaLR(o, lr_factor("step", 8)) for o in opts]
+    tensor_lr(opts[1], torch.device("cpu"))
+    lr = opts[1].param_groups[0]["lr"]
+    x, y = torch.randn(16, 3, generator=torch.Generator().manual_seed(0)), torch.arange(16) % 2
+    for _ in range(7):
+        for m, o, s in zip(models, opts, scheds, strict=True):
+            o.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+            s.step()
+    assert opts[1].param_groups[0]["lr"] is lr  # the address a captured optimizer step reads
+    assert lr.item() == pytest.approx(0.1 * 0.01) == opts[0].param_groups[0]["lr"]  # past 75%: lr / 100
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
 @cuda
+def test_graphed_step_on_cuda_matches_eager_steps_with_a_changing_lr():
+    """fp32, so the graph and eager can agree to rounding: the draws and the scheduled lr reach the graph."""
+    dev = torch.device("cuda")
+
+    def run(graphed):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3)).to(dev)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, fused=True)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor("cosine", 12))
+        data = torch.randn(64, 8, device=dev, generator=torch.Generator(dev).manual_seed(1))
+        labels = torch.arange(64, device=dev) % 3
+        gen = torch.Generator(dev).manual_seed(2)
+
+        def step(idx, lam):
+            x = data[idx]
+            loss = lam * torch.nn.functional.cross_entropy(model(x), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        if graphed:
+            tensor_lr(opt, dev)
+            step = GraphedStep(step)
+        losses = []
+        for k in range(12):
+            losses.append(step(torch.randperm(64, device=dev, generator=gen)[:16], 1.0 + 0.1 * k).item())
+            sched.step()
+        return losses, [p.detach().clone() for p in model.parameters()]
+
+    (l_e, p_e), (l_g, p_g) = run(False), run(True)
+    assert l_g == pytest.approx(l_e, rel=1e-4)
+    for a, b in zip(p_e, p_g, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@cuda
+@pytest.mark.parametrize("mode", ["model", "step"])
 @pytest.mark.parametrize("method,dropout", [("erm", 0.0), ("mixup", 0.3)])
-def test_cuda_graphs_train_like_eager(small_digits, tiny_exp, method, dropout):
+def test_cuda_graphs_train_like_eager(small_digits, tiny_exp, method, dropout, mode):
     torch.backends.cudnn.benchmark = False
     exp = replace(tiny_exp, method=method, alpha=1.0 if method == "mixup" else 0.0, dropout=dropout, epochs=3,
                   device="cuda")
     dev = torch.device("cuda")
     eager, p, l_eager = _train(exp, small_digits, dev)
-    graphed, _, l_graph = _train(exp, small_digits, dev, cuda_graphs=True)
+    graphed, _, l_graph = _train(exp, small_digits, dev, cuda_graphs=mode)
     assert "forward" not in graphed.__dict__  # the eager forward is back after training
     if dropout == 0:  # same kernels on the same data: the same training, up to bf16 reduction order
         assert l_graph == pytest.approx(l_eager, rel=2e-2)
@@ -53,7 +157,8 @@ def test_cuda_graphs_train_like_eager(small_digits, tiny_exp, method, dropout):
 
 
 @cuda
-def test_cuda_graph_run_resumes_and_attacks_stay_in_the_ball(small_digits, tiny_exp, tmp_path):
+@pytest.mark.parametrize("mode", ["model", "step"])
+def test_cuda_graph_run_resumes_and_attacks_stay_in_the_ball(small_digits, tiny_exp, tmp_path, mode):
     exp = replace(tiny_exp, epochs=3, device="cuda")
 
     class Stop(Exception):
@@ -64,8 +169,8 @@ def test_cuda_graph_run_resumes_and_attacks_stay_in_the_ball(small_digits, tiny_
             raise Stop
 
     with pytest.raises(Stop):
-        run_experiment(exp, small_digits, run_dir=tmp_path, progress=False, hooks=(stop,), cuda_graphs=True)
-    rows = run_experiment(exp, small_digits, run_dir=tmp_path, progress=False, cuda_graphs=True)
+        run_experiment(exp, small_digits, run_dir=tmp_path, progress=False, hooks=(stop,), cuda_graphs=mode)
+    rows = run_experiment(exp, small_digits, run_dir=tmp_path, progress=False, cuda_graphs=mode)
     assert [r["epoch"] for r in rows if r["metric"] == "loss"] == [1, 2, 3]
     linf = [r["value"] for r in rows if r["metric"] == "max_linf_255" and r["eps"] > 0]
     assert linf and max(linf) <= 64 + 1e-3  # the largest epsilon is the 64/255 check

@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_mix.data import prepare
-from robustbench_mix.methods import METHODS, mix, mixup_lambda
+from robustbench_mix.methods import METHODS, erm_apply, mix, mixup_apply, mixup_draw, mixup_lambda
 from robustbench_mix.models import build
 from robustbench_mix.train import fit
 
@@ -69,3 +69,22 @@ def test_mixup_with_alpha_zero_is_exactly_erm(small_digits, tiny_exp):
         assert torch.equal(pa, pb), k
     assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values(),
                                                          strict=True))
+
+
+def test_mixup_without_mixing_draws_nothing_and_its_graph_form_is_exactly_erm():
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    lam, perm = mixup_draw(8, 0.0, np.random.default_rng(0), gen, torch.device("cpu"))
+    assert lam == 1.0 and torch.equal(perm, torch.arange(8))
+    assert torch.equal(gen.get_state(), state)  # the generator's stream stays ERM's
+    g = torch.Generator().manual_seed(0)
+    x, out = torch.rand(8, 1, 4, 4, generator=g), torch.randn(8, 3, generator=g)
+    y = torch.randint(0, 3, (8,), generator=g)
+    inputs, loss_fn = mixup_apply(x, y, 3, torch.tensor(1.0), perm)  # as a graphed step calls it
+    erm_inputs, erm_loss = erm_apply(x, y, 3)
+    assert torch.equal(inputs, erm_inputs) and torch.equal(loss_fn(out), erm_loss(out))
+    # and a tensor lambda mixes as the float one does
+    perm = torch.randperm(8, generator=g)
+    (a, la), (b, lb) = mixup_apply(x, y, 3, 0.3, perm), mixup_apply(x, y, 3, torch.tensor(0.3), perm)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(la(out), lb(out))

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from robustbench_mix.methods import METHODS, erm
+from robustbench_mix.methods import METHODS, Method, erm, erm_apply, no_draws
 from robustbench_mix.results import COLUMNS, load_runs
 from robustbench_mix.suite import main
 
@@ -115,10 +115,10 @@ def test_unknown_flag_exits_2(capsys):
 
 
 def test_out_of_memory_fails_that_run_only(tmp_path, capsys, monkeypatch):
-    def oom(x, y, alpha, num_classes, rng, generator):
+    def oom(x, y, num_classes):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
-    monkeypatch.setitem(METHODS._items, "oom", oom)
+    monkeypatch.setitem(METHODS._items, "oom", Method(no_draws, oom))
     assert main(["--out", str(tmp_path), *FAST, "--methods", "oom,erm", "--noise", "0"]) == 1
     assert "out of memory" in capsys.readouterr().err
     assert "OutOfMemoryError" in pd.read_csv(tmp_path / "failures.csv")["reason"][0]
@@ -130,11 +130,11 @@ def test_out_of_memory_fails_that_run_only(tmp_path, capsys, monkeypatch):
 
 
 def test_a_nan_run_is_reported_and_the_others_finish(tmp_path, capsys, monkeypatch):
-    def nan_method(x, y, alpha, num_classes, rng, generator):
-        inputs, loss = erm(x, y, alpha, num_classes, rng, generator)
+    def nan_loss(x, y, num_classes):
+        inputs, loss = erm_apply(x, y, num_classes)
         return inputs, lambda out: loss(out) * float("nan")
 
-    monkeypatch.setitem(METHODS._items, "nanloss", nan_method)
+    monkeypatch.setitem(METHODS._items, "nanloss", Method(no_draws, nan_loss))
     code = main(["--out", str(tmp_path), *FAST, "--methods", "erm,nanloss", "--noise", "0"])
     assert code == 1
     err = capsys.readouterr().err

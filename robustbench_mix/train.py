@@ -170,6 +170,11 @@ class GraphedStep:
         return graph, out
 
 
+def graphs_supported(device: torch.device) -> bool:
+    """CUDA graphs exist on CUDA only; elsewhere ``cuda_graphs`` is ignored (a test stands in for this)."""
+    return device.type == "cuda"
+
+
 def tensor_lr(opt: torch.optim.Optimizer, device: torch.device) -> None:
     """Hold each group's learning rate in a tensor on ``device``: the scheduler then updates it in place
     (``fill_``) and a captured optimizer step reads the current value instead of a frozen one."""
@@ -197,7 +202,7 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     """
     check_speed_options(compile, cuda_graphs)
     device = data.train_x.device
-    graph_mode = graph_mode_of(cuda_graphs) if device.type == "cuda" else None
+    graph_mode = graph_mode_of(cuda_graphs) if graphs_supported(device) else None
     graph_step = graph_mode == "step"
     n = len(data.train_y)
     steps = n // exp.batch_size  # the last partial batch is dropped: fixed shapes, as the paper's loader

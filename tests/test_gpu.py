@@ -96,6 +96,46 @@ def test_tensor_lr_follows_the_schedule_in_place_and_trains_as_a_float_lr(tiny_e
         torch.testing.assert_close(a, b)
 
 
+def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, tmp_path):
+    """The whole ``--cuda-graphs step`` path of fit on the CPU, CUDA calls stood in for: crop/flip and mixup
+    draws through the buffers, the tensor lr under the schedule, its checkpoint and resume."""
+    import robustbench_mix.train as train
+    from robustbench_mix.config import Experiment
+    from robustbench_mix.data import ImageData
+
+    g = torch.Generator().manual_seed(0)
+    data = ImageData("tiny32", torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g),
+                     torch.arange(96) % 4, torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=g),
+                     torch.arange(32) % 4, list("abcd"), "crop_flip")
+    exp = Experiment(dataset="tiny32", model="cnn", method="mixup", alpha=1.0, epochs=3, batch_size=16, lr=0.05,
+                     schedule="step", eps=(8.0,), attacks=("fgsm",), attack_steps=1)
+    cpu = torch.device("cpu")
+    eager, _, l_eager = _train(exp, data, cpu)
+    monkeypatch.setattr(train, "graphs_supported", lambda device: True)
+    monkeypatch.setattr(train, "GraphedStep", CPUGraphedStep)
+    graphed, _, l_graph = _train(exp, data, cpu, cuda_graphs="step")
+    assert l_graph == pytest.approx(l_eager, rel=1e-4)  # a float lambda and its float32 buffer differ by rounding
+    for a, b in zip(eager.state_dict().values(), graphed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)  # rounding, grown over 18 steps
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, model):
+        if epoch == 2:
+            raise Stop
+
+    p = prepare(data, exp.noise, exp.val_fraction, exp.seed, cpu)
+    with pytest.raises(Stop):
+        fit(exp, p, new_model(exp, data, cpu), run_dir=tmp_path, progress=False, hooks=(stop,), cuda_graphs="step")
+    assert torch.is_tensor(torch.load(tmp_path / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"])
+    resumed = new_model(exp, data, cpu)
+    curves = fit(exp, p, resumed, run_dir=tmp_path, progress=False, cuda_graphs="step")
+    assert [r["value"] for r in curves if r["metric"] == "loss"] == pytest.approx(l_eager, rel=1e-4)
+    for a, b in zip(eager.state_dict().values(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)  # rounding, grown over 18 steps
+
+
 @cuda
 def test_graphed_step_on_cuda_matches_eager_steps_with_a_changing_lr():
     """fp32, so the graph and eager can agree to rounding: the draws and the scheduled lr reach the graph."""

@@ -90,6 +90,7 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
     (["--dataset", "cifar10", "--data-dir", "/dev/null/sub"], "--data-dir '/dev/null/sub' is not writable"),
     (["--lr", "0"], "learning rate 0.0 must be positive"),
     (["--compile", "--cuda-graphs"], "--compile and --cuda-graphs exclude each other"),
+    (["--compile", "--cuda-graphs", "step"], "--compile and --cuda-graphs exclude each other"),
 ])
 def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monkeypatch, args, message):
     import re
@@ -100,6 +101,17 @@ def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monk
     assert main(["--out", str(tmp_path / "o"), "--no-progress", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and re.search(message, err), err
+
+
+def test_cuda_graphs_takes_an_optional_mode_and_rejects_others(capsys):
+    from robustbench_mix.suite import build_parser
+
+    p = build_parser()
+    assert [p.parse_args(a).cuda_graphs for a in ([], ["--cuda-graphs"], ["--cuda-graphs", "step"],
+                                                   ["--cuda-graphs", "--force"])] == [None, "model", "step", "model"]
+    with pytest.raises(SystemExit) as e:
+        p.parse_args(["--cuda-graphs", "whole"])
+    assert e.value.code == 2 and "invalid choice: 'whole'" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

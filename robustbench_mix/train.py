@@ -253,7 +253,9 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     elif graph_step:
         tensor_lr(opt, device)
         step = GraphedStep(train_step)
-    with graphs:
+    # graphs, streams and buffers belong to the current CUDA device: make it the run's (cuda:N)
+    on_device = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with on_device, graphs:
         bar = tqdm(range(start, exp.epochs), initial=start, total=exp.epochs, leave=False, unit="ep",
                    disable=None if progress else True,  # None: off when stderr is not a terminal
                    desc=f"{exp.run_id} {exp.method}")

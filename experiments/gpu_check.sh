@@ -9,10 +9,12 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #       --platform manylinux2014_x86_64 -d .gpu/whl torchattacks==3.5.1   # pure Python wheel
 # Then, with the device tool, carrying .gpu: `bash experiments/gpu_check.sh` (the default stages: tests bench
-# full precision wrn compile) or name stages, also quick workers attackbatch step mixup128 stacked compile_ro. Without
-# $OUT the outputs go to /tmp/gpu_out. Run on an H200 (logs: experiments/gpu/call1.log, call2.log; figures in
-# experiments/README.md). Next: `BUDGET=500 bash experiments/gpu_check.sh tests step mixup128 compile_ro compile`
-# (the full comparison is done; `step` times the whole-step CUDA graph, --cuda-graphs step, not yet run on a GPU).
+# full precision wrn compile) or name stages, also quick workers attackbatch step mixup128 stacked compile_ro
+# compile_step. Without $OUT the outputs go to /tmp/gpu_out. Run on an H200 (logs: experiments/gpu/call1.log,
+# call2.log; figures in experiments/README.md). Next, in one call with timeout_s 580: `BUDGET=540 bash experiments/gpu_check.sh tests step
+# compile compile_step mixup128 compile_ro` (the full comparison is done; `step` and `compile_step` time the
+# whole-step CUDA graph, --cuda-graphs step, alone and with the compiled model inside, not yet run on a GPU;
+# compile_step after compile reuses inductor's on-disk cache of the same graphs).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_out}
@@ -38,8 +40,9 @@ stages=("$@"); [ ${#stages[@]} -eq 0 ] && stages=(tests bench full precision wrn
 for stage in "${stages[@]}"; do
   echo "=== $stage (at $(( $(date +%s) - T0 )) s, $(left) s left)"
   case $stage in
-    tests)  # the CUDA-only paths: both CUDA-graph modes train like eager, resume, bf16 attacks
-      timeout "$(cap 90 0)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_attacks.py \
+    tests)  # the CUDA-only paths: both CUDA-graph modes (and compile in the step graph) train like eager, resume,
+            # bf16 attacks
+      timeout "$(cap 150 0)" python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_attacks.py \
           tests/test_checks.py ;;
     bench)  # PreAct ResNet-18, batch 512 and 128: recipe vs suite (eager, CUDA graphs); PGD-10
       timeout "$(cap 150 330)" python3 -m robustbench_mix.bench --model preact_resnet18 --batch-size 512 128 --out $B
@@ -104,13 +107,19 @@ EOF
             --tag compile_attacks --out $B
         pack bench $B
       else echo "skipped: $(left) s left"; fi ;;
+    compile_step)  # the compiled model inside the whole-step graph (--compile --cuda-graphs step), 512 and 128
+      if [ "$(left)" -gt 150 ]; then
+        timeout "$(cap 240 5)" python3 -m robustbench_mix.bench --model preact_resnet18 --batch-size 512 128 \
+            --parts compile_step --tag compile_step --out $B
+        pack bench $B
+      else echo "skipped: $(left) s left"; fi ;;
     compile_ro)  # torch.compile with its own CUDA graphs (mode reduce-overhead) at the paper's batch
       if [ "$(left)" -gt 90 ]; then
         timeout "$(cap 180 5)" python3 -m robustbench_mix.bench --model preact_resnet18 --batch-size 128 \
             --parts compile --compile-mode reduce-overhead --tag compile_ro --out $B
         pack bench $B
       else echo "skipped: $(left) s left"; fi ;;
-    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch step mixup128 stacked compile_ro)" ;;
+    *) echo "unknown stage $stage (tests bench full precision wrn compile quick workers attackbatch step mixup128 stacked compile_ro compile_step)" ;;
   esac
 done
 echo "=== done at $(( $(date +%s) - T0 )) s"

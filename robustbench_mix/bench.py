@@ -214,7 +214,7 @@ def attacks(model_name, shape, classes, batch, device, steps, compile_mode, erro
     for prec in PRECISIONS:
         out[f"suite_pgd_{prec}_img_s"] = suite_pgd(model, prec)
     if compile_mode:  # the same evaluation through torch.compile (compilation happens in the warm-up call)
-        cm = torch.compile(model, mode=compile_mode)
+        cm = torch.compile(model, mode=compile_mode, dynamic=False)
         for prec in PRECISIONS:
             key = f"suite_pgd_compiled_{prec}_img_s"
             out[key] = measured(errors, key, lambda prec=prec: suite_pgd(cm, prec))
@@ -233,6 +233,9 @@ def attacks(model_name, shape, classes, batch, device, steps, compile_mode, erro
     except ImportError:
         out["torchattacks_pgd_img_s"] = float("nan")
     return out
+
+
+CUDA_ONLY_PARTS = {"graphs", "graphs_step", "compile_step"}  # CUDA graphs; skipped on other devices
 
 
 def measured(errors: dict, key: str, fn) -> float:
@@ -308,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch.compile's mode for the compile parts (reduce-overhead adds CUDA graphs)")
     p.add_argument("--parts", default="recipe,suite,graphs,graphs_step,attacks",
                    help="what to time, of recipe, suite, graphs and graphs_step (CUDA only: --cuda-graphs model "
-                        "and step), compile, stacked, attacks, attacks_compiled (default: recipe,suite,graphs,"
-                        "graphs_step,attacks; --compile adds compile and attacks_compiled)")
+                        "and step), compile, compile_step (CUDA only: compiled, in the step graph), stacked, "
+                        "attacks, attacks_compiled (default: recipe,suite,graphs,graphs_step,attacks; --compile "
+                        "adds compile and attacks_compiled)")
     p.add_argument("--tag", default="", help="appended to the output file names")
     p.add_argument("--stack", type=int, default=4, help="runs trained at once by the part 'stacked' (default 4)")
     p.add_argument("--precision-check", metavar="RESULTS_DIR",
@@ -322,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                    "|bf16 - fp32| robust accuracy, in points (default 1)")
     p.add_argument("--out", default="experiments/bench")
     args = p.parse_args(argv)
-    allowed = ("recipe", "suite", "graphs", "graphs_step", "compile", "stacked", "attacks", "attacks_compiled")
+    allowed = ("recipe", "suite", "graphs", "graphs_step", "compile", "compile_step", "stacked", "attacks",
+               "attacks_compiled")
     parts = set(split_list(args.parts, "--parts")) | ({"compile", "attacks_compiled"} if args.compile else set())
     bad = parts - set(allowed)
     if bad:
@@ -367,8 +372,10 @@ def timing_main(args, parts: set[str], device: torch.device, out: Path, stem_dev
     variants = {key: kw for part, key, kw in (("suite", "suite_img_s", {}),
                                               ("graphs", "suite_graphs_img_s", {"cuda_graphs": "model"}),
                                               ("graphs_step", "suite_graphs_step_img_s", {"cuda_graphs": "step"}),
-                                              ("compile", "suite_compiled_img_s", {"compile": args.compile_mode}))
-                if part in parts and (not part.startswith("graphs") or cuda)}
+                                              ("compile", "suite_compiled_img_s", {"compile": args.compile_mode}),
+                                              ("compile_step", "suite_compiled_step_img_s",
+                                               {"compile": args.compile_mode, "cuda_graphs": "step"}))
+                if part in parts and (cuda or part not in CUDA_ONLY_PARTS)}
     for b in batches if parts & {"recipe", "stacked"} or variants else []:
         rec = {"batch_size": b, "recipe_img_s": measured(
             errors, f"recipe@{b}", lambda b=b: common_recipe(model, shape, classes, b, steps, warmup, device, workers))

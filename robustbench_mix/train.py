@@ -183,11 +183,20 @@ def tensor_lr(opt: torch.optim.Optimizer, device: torch.device) -> None:
             group["lr"] = torch.tensor(float(group["lr"]), device=device)
 
 
-def check_speed_options(compile, cuda_graphs: bool | str) -> None:
-    graph_mode_of(cuda_graphs)
-    if compile and cuda_graphs:
-        raise UsageError("--compile and --cuda-graphs exclude each other (torch.compile has its own CUDA graphs: "
-                         "mode='reduce-overhead')")
+# torch.compile modes that capture CUDA graphs of their own, which cannot nest in the graphed step's
+GRAPHING_COMPILE_MODES = ("reduce-overhead", "max-autotune")
+
+
+def check_speed_options(compile: bool | str, cuda_graphs: bool | str) -> None:
+    """--compile and --cuda-graphs step combine (the compiled model inside the one graph of the step);
+    the model graphs replace the very forward torch.compile would compile, so those two exclude each other."""
+    mode = graph_mode_of(cuda_graphs)
+    if compile and mode == "model":
+        raise UsageError("--compile and --cuda-graphs model exclude each other (both replace the model's forward); "
+                         "use --compile --cuda-graphs step, or torch.compile's own CUDA graphs (mode reduce-overhead)")
+    if mode and compile in GRAPHING_COMPILE_MODES:
+        raise UsageError(f"torch.compile mode {compile!r} makes CUDA graphs of its own, which cannot run inside "
+                         "--cuda-graphs step; use mode default or max-autotune-no-cudagraphs")
 
 
 def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = None,
@@ -198,7 +207,8 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     ``compile`` runs the training forward/backward through ``torch.compile`` (evaluation uses the
     eager model, which shares the parameters); a string is torch.compile's ``mode``. ``cuda_graphs``
     replays them as CUDA graphs, True or 'model' the forward and backward (:func:`cuda_graphed`), 'step'
-    the whole training step (:class:`GraphedStep`); CUDA only, ignored on other devices.
+    the whole training step (:class:`GraphedStep`, compiled model included); CUDA only, ignored on other
+    devices. :func:`check_speed_options` says which combine.
     """
     check_speed_options(compile, cuda_graphs)
     device = data.train_x.device
@@ -210,7 +220,9 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
         raise RunFailed(f"batch size {exp.batch_size} is larger than the training set ({n} examples)")
     method = METHODS.get(exp.method)
     mode = compile if isinstance(compile, str) else None
-    train_model = torch.compile(model, mode=mode) if compile else model
+    # static shapes: every training batch has the same size, and a second shape must not turn the
+    # compiled code dynamic (slower) as torch.compile's automatic dynamic shapes would
+    train_model = torch.compile(model, mode=mode, dynamic=False) if compile else model
     augment = AUGMENTATIONS[data.augment]
     opt = make_optimizer(model, exp)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(exp.schedule, steps * exp.epochs))

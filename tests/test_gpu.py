@@ -3,6 +3,7 @@ checks that ``cuda_graphs`` leaves CPU training untouched and of the graphed ste
 the tensor learning rate), run on the CPU with the CUDA calls stood in for."""
 
 import copy
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -134,6 +135,31 @@ def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, t
     assert [r["value"] for r in curves if r["metric"] == "loss"] == pytest.approx(l_eager, rel=1e-4)
     for a, b in zip(eager.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)  # rounding, grown over 18 steps
+
+
+@pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")),
+                    reason="torch.compile on the CPU needs a C++ compiler")
+def test_compiled_training_matches_eager_alone_and_inside_the_graphed_step(monkeypatch, small_digits, tiny_exp):
+    import robustbench_mix.train as train
+
+    exp = replace(tiny_exp, method="mixup", alpha=1.0, epochs=2)
+    cpu = torch.device("cpu")
+    _, _, l_eager = _train(exp, small_digits, cpu)
+    _, _, l_compiled = _train(exp, small_digits, cpu, compile=True)
+    monkeypatch.setattr(train, "graphs_supported", lambda device: True)
+    monkeypatch.setattr(train, "GraphedStep", CPUGraphedStep)
+    _, _, l_both = _train(exp, small_digits, cpu, compile=True, cuda_graphs="step")
+    assert l_compiled == pytest.approx(l_eager, rel=1e-4) and l_both == pytest.approx(l_eager, rel=1e-4)
+
+
+@cuda
+def test_compiled_model_inside_the_cuda_step_graph_trains_like_eager(small_digits, tiny_exp):
+    torch.backends.cudnn.benchmark = False
+    exp = replace(tiny_exp, method="mixup", alpha=1.0, epochs=3, device="cuda")
+    dev = torch.device("cuda")
+    _, _, l_eager = _train(exp, small_digits, dev)
+    _, _, l_both = _train(exp, small_digits, dev, compile=True, cuda_graphs="step")
+    assert l_both == pytest.approx(l_eager, rel=2e-2) and l_both[-1] < l_both[0]
 
 
 @cuda

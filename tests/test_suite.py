@@ -89,8 +89,8 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
     (["--dataset", "imagefolder:/nonexistent/x"], "does not exist"),
     (["--dataset", "cifar10", "--data-dir", "/dev/null/sub"], "--data-dir '/dev/null/sub' is not writable"),
     (["--lr", "0"], "learning rate 0.0 must be positive"),
-    (["--compile", "--cuda-graphs"], "--compile and --cuda-graphs exclude each other"),
-    (["--compile", "--cuda-graphs", "step"], "--compile and --cuda-graphs exclude each other"),
+    (["--compile", "--cuda-graphs"], "--compile and --cuda-graphs model exclude each other.*--cuda-graphs step"),
+    (["--compile", "--cuda-graphs", "model"], "--compile and --cuda-graphs model exclude each other"),
 ])
 def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monkeypatch, args, message):
     import re
@@ -112,6 +112,21 @@ def test_cuda_graphs_takes_an_optional_mode_and_rejects_others(capsys):
     with pytest.raises(SystemExit) as e:
         p.parse_args(["--cuda-graphs", "whole"])
     assert e.value.code == 2 and "invalid choice: 'whole'" in capsys.readouterr().err
+
+
+def test_compile_combines_with_the_step_graph_only_in_a_mode_without_graphs_of_its_own():
+    from robustbench_mix.errors import UsageError
+    from robustbench_mix.train import check_speed_options
+
+    for compile, graphs in ((True, "step"), ("max-autotune-no-cudagraphs", "step"), ("reduce-overhead", False),
+                            (True, False), (False, "model")):
+        check_speed_options(compile, graphs)  # allowed
+    for compile, graphs, message in ((True, True, "model exclude each other"),
+                                     ("reduce-overhead", "step", "'reduce-overhead' makes CUDA graphs of its own"),
+                                     ("max-autotune", "step", "'max-autotune' makes CUDA graphs"),
+                                     (False, "whole", "--cuda-graphs 'whole': expected one of model, step")):
+        with pytest.raises(UsageError, match=message):
+            check_speed_options(compile, graphs)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")

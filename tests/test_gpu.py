@@ -1,6 +1,7 @@
 """The CUDA-only training paths (CUDA graphs, bf16 autocast, channels_last); skipped without a GPU, except the
-checks that ``cuda_graphs`` leaves CPU training untouched and of the graphed step's plumbing (its buffers and
-the tensor learning rate), run on the CPU with the CUDA calls stood in for."""
+checks that ``cuda_graphs`` leaves CPU training untouched and of the graphed step's plumbing (its buffers, the
+tensor learning rate, fit's whole step path, torch.compile inside it), run on the CPU with the CUDA calls
+stood in for."""
 
 import copy
 import shutil
@@ -35,7 +36,8 @@ def test_cuda_graphs_flag_is_a_no_op_on_the_cpu(small_digits, tiny_exp, mode):
 
 class CPUGraphedStep(GraphedStep):
     """GraphedStep with its CUDA calls stood in for: the capture records nothing and a replay runs the step
-    on the input buffers, so what reaches the step after warm-up is exactly what a graph would read."""
+    on the input buffers, the tensors a real graph reads. What a real graph would freeze (a Python value read
+    at capture) is not caught here, as the step runs again: the CUDA tests are for that."""
 
     def _device(self):
         return torch.device("cpu")

@@ -145,7 +145,11 @@ class GraphedStep:
             return self._eager(*args)
         if self.graph is None:
             self.inputs = _buffers(args, self._device())
-            self.graph, self.out = self._capture()
+            try:
+                self.graph, self.out = self._capture()
+            except RuntimeError as e:  # an op that cannot be captured: fail this run, say how to avoid it
+                raise RunFailed(f"capturing the training step as a CUDA graph failed ({e.__class__.__name__}: "
+                                f"{e}); rerun without --cuda-graphs step (or with --cuda-graphs model)") from e
         else:
             _fill(self.inputs, args)
         self.graph.replay()

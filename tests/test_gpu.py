@@ -78,6 +78,19 @@ def test_graphed_step_feeds_each_calls_draws_through_its_buffers():
         graphed(torch.arange(5), (0.5, torch.arange(4)))
 
 
+def test_a_failed_capture_fails_the_run_with_the_way_around_it():
+    from robustbench_mix.errors import RunFailed
+
+    class Uncapturable(CPUGraphedStep):
+        def _capture(self):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    step = Uncapturable(lambda x: x.sum(), warmup=1)
+    assert step(torch.ones(2)).item() == 2.0  # the warm-up call runs eagerly
+    with pytest.raises(RunFailed, match="not permitted when stream is capturing.*rerun without --cuda-graphs step"):
+        step(torch.ones(2))
+
+
 def test_tensor_lr_follows_the_schedule_in_place_and_trains_as_a_float_lr(tiny_exp):
     exp = replace(tiny_exp, lr=0.1, momentum=0.9, weight_decay=5e-4)
     models = [torch.nn.Linear(3, 2) for _ in range(2)]

@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--out", help="results directory (default: results/<preset>)")
     a("--checkpoint-every", type=int, default=1, help="checkpoint every N epochs (default 1)")
     a("--eval-batch-size", type=int, default=1000, help="batch size of evaluation and attacks")
-    a("--compile", action="store_true", help="train through torch.compile (faster on GPU after warm-up; "
-      "combines with --cuda-graphs step, not with model)")
+    a("--compile", action="store_true", help="train through torch.compile (compiles first; its speed is not "
+      "measured yet, see experiments/README.md); combines with --cuda-graphs step, not with model")
     a("--cuda-graphs", nargs="?", const="model", choices=GRAPH_MODES, metavar="{model,step}",
       help="replay training as CUDA graphs, much faster at small batches on a GPU (ignored on the CPU): "
       "'model' (the default) each step's forward and backward, 'step' the whole step, optimizer included")

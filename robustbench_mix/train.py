@@ -73,7 +73,7 @@ def cuda_graphed(model: torch.nn.Module, sample: torch.Tensor):
     saved = [b.detach().clone() for b in model.buffers()]
     was_training = model.training
     model.train()
-    with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):  # cached casts cannot be graphed
+    with autocast_for(sample.device, cache=False):  # cached casts cannot be graphed
         torch.cuda.make_graphed_callables(model, (sample.detach().clone(),))
     with torch.no_grad():
         for b, s in zip(model.buffers(), saved, strict=True):

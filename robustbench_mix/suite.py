@@ -216,7 +216,7 @@ def _main(args, command: str) -> int:
         print(f"{len(runs)} runs in preset {suite.name!r} -> {out}")
         for r in runs:
             state = "finished" if r.run_id in done else (
-                "partial" if (out / "runs" / r.run_id / "checkpoint.pt").exists() else "new")
+                "partial" if (out / "runs" / r.run_id / CHECKPOINT).exists() else "new")
             role = f" (black-box surrogate, seed {r.seed})" if any(
                 x.surrogate_seed is not None and surrogate_of(x) == r for x in runs) else ""
             print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g} "

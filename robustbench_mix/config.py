@@ -269,12 +269,14 @@ PRESETS: dict[str, Suite] = {
               Experiment(dataset="digits", model="cnn", epochs=40, batch_size=64, lr=0.05, weight_decay=5e-4,
                          schedule="step", attacks=(), eval_every=1, val_fraction=0.1),
               (), noise=(0.2, 0.5, 0.8), seeds=(0, 1, 2), by_noise=TABLE2_BY_NOISE, tables=("table2",)),
-        Suite("paper-table3", "the paper's Table 3 protocol on CIFAR-10: ERM vs mixup (alpha=1), FGSM and I-FGSM "
-              "at 4/255 and 8/255, white-box and black-box (ERM surrogate, seed 100)",
+        Suite("paper-table3", "Table 3's protocol on CIFAR-10 (the paper's Table 3 is ImageNet-2012, ResNet-101): "
+              "PreAct ResNet-18, ERM vs mixup (alpha=1), FGSM and I-FGSM at 4/255 and 8/255, white-box and "
+              "black-box (ERM surrogate, seed 100)",
               replace(_paper_cifar("cifar10"), attacks=TABLE3_ATTACKS, eps=(4.0, 8.0), surrogate_seed=100,
                       attack_samples=0),
               ERM_MIXUP, tables=("table3", "robust")),
-        Suite("table3-cpu", "Table 3 on digits (CPU): ERM vs mixup, FGSM/I-FGSM/PGD white-box and black-box",
+        Suite("table3-cpu", "Table 3's protocol on digits (CPU): ERM vs mixup, FGSM/I-FGSM/PGD white-box and "
+              "black-box",
               Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4,
                          schedule="cosine", attacks=TABLE3_ATTACKS, eps=(4.0, 8.0, 16.0), surrogate_seed=100),
               ERM_MIXUP, seeds=(0, 1, 2), tables=("table3", "robust")),

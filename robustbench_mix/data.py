@@ -231,7 +231,10 @@ def augment_for(shape) -> str:
 # ----------------------------------------------------------------------------------- label corruption
 def corrupt_labels(y: np.ndarray, num_classes: int, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The paper's protocol: a seeded fraction ``rate`` of examples gets a label drawn uniformly from all
-    classes (so about 1/num_classes of them keep their true label). Returns (noisy labels, corrupted mask).
+    classes, so about 1/num_classes of the picked labels are redrawn to their own class and about
+    rate * (1 - 1/num_classes) of all labels change. Returns (noisy labels, mask of the labels that changed):
+    a label redrawn to its true class is not corrupted, and counting it would put memorization's floor
+    near 1/num_classes instead of 0.
     """
     rng = np.random.default_rng([seed, 2018])
     n = len(y)
@@ -239,9 +242,7 @@ def corrupt_labels(y: np.ndarray, num_classes: int, rate: float, seed: int) -> t
     idx = rng.choice(n, size=k, replace=False)
     noisy = y.copy()
     noisy[idx] = rng.integers(0, num_classes, size=k)
-    mask = np.zeros(n, dtype=bool)
-    mask[idx] = True
-    return noisy, mask
+    return noisy, noisy != y
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -260,14 +261,14 @@ class Prepared:
     train_x: torch.Tensor
     train_y: torch.Tensor  # noisy labels used for training
     train_true_y: torch.Tensor
-    corrupted: torch.Tensor  # bool mask over the training subset
+    corrupted: torch.Tensor  # bool mask over the training subset: the labels that differ from the true ones
     val_x: torch.Tensor
     val_y: torch.Tensor  # noisy, like the data it was held out from
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
     augment: str
-    corrupted_index: np.ndarray  # indices into the original training set
+    corrupted_index: np.ndarray  # indices into the original training set of the labels that changed
 
 
 def prepare(data: ImageData, noise: float, val_fraction: float, seed: int, device: torch.device) -> Prepared:

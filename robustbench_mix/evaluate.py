@@ -17,6 +17,8 @@ from .checks import check_rows
 from .data import Prepared, to_float
 
 ECE_BINS = 15
+# top-5 accuracy is written only where it carries information: with 10 classes it is near 100% for any model
+TOP5_MIN_CLASSES = 11
 
 
 def autocast_for(device: torch.device, precision: str | None = None, cache: bool = True):
@@ -57,7 +59,7 @@ def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, bins: int =
 
 def accuracy_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
     out = {"acc": (logits.argmax(1) == y).float().mean()}
-    if logits.shape[1] >= 5:
+    if logits.shape[1] >= TOP5_MIN_CLASSES:
         top5 = logits.topk(5, dim=1).indices
         out["top5_acc"] = (top5 == y[:, None]).any(1).float().mean()
     return out
@@ -71,9 +73,10 @@ def clean_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tens
 
 
 def memorization_metrics(logits, noisy_y, true_y, corrupted) -> list[tuple[str, str, torch.Tensor]]:
-    """Training-set predictions split by whether the label was corrupted.
+    """Training-set predictions split by whether the label was corrupted (``corrupted``: the labels that
+    differ from the true ones, see :func:`data.corrupt_labels`).
 
-    ``memorized``: fraction of corrupted examples predicted as their (random) noisy label;
+    ``memorized``: fraction of corrupted examples predicted as their (wrong) noisy label;
     ``acc``: accuracy against the true labels on each subset.
     """
     pred = logits.argmax(1)
@@ -156,7 +159,7 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps:
 def _acc_rows(res: dict, attack: str, e255: float, num_classes: int) -> list[dict]:
     eps = round(e255 / 255.0, 6)
     rows = [row("test", "acc", res["top1"].float().mean(), attack, eps)]
-    if num_classes >= 5:
+    if num_classes >= TOP5_MIN_CLASSES:
         rows.append(row("test", "top5_acc", res["top5"].float().mean(), attack, eps))
     return rows
 
@@ -209,6 +212,8 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
 
 def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, progress: bool = True) -> list[dict]:
     """Everything measured at the end of a run: the curve metrics, robustness and its sanity checks."""
-    rows = finish(curve_rows(model, data, batch_size)
-                  + robustness_rows(model, data, exp, batch_size, surrogate, progress))
+    rows = curve_rows(model, data, batch_size)
+    if exp.noise > 0:  # the realized rate: the fraction of training labels that really changed
+        rows.append(row("train", "noise_realized", data.corrupted.float().mean()))
+    rows = finish(rows + robustness_rows(model, data, exp, batch_size, surrogate, progress))
     return rows + check_rows(rows, exp)

@@ -64,7 +64,12 @@ def build(results_dir: Path) -> tuple[str, list[Path]]:
     relax = () if set(df["dataset"]) & {"cifar10"} else ("dataset", "model")
     claims = check_all(df, relax)
     ran = claims[claims["verdict"] != "not run"]
-    parts += ["## The paper's claims", ""]
+    parts += ["## The paper's claims", "",
+              "Verdicts: `reproduced` only in the paper's setting for the claim (data set, model and recipe), "
+              "with the 95% interval of B − A clear of zero in the claimed direction and both numbers within "
+              "tolerance of the paper's; `direction only` when the interval holds the direction on another "
+              "setting or with other numbers; `inconclusive` when the interval straddles zero; `1 seed` when a "
+              "side has one run (no interval, no verdict).", ""]
     if relax:
         parts += ["These runs are not on CIFAR-10 / PreAct ResNet-18, so only the directions of the claims are "
                   "checked (`--relax dataset,model`).", ""]

@@ -21,7 +21,11 @@ MEASURE_COLUMNS = ["epoch", "split", "attack", "eps", "metric", "value"]
 PROVENANCE_COLUMNS = ["torch", "device", "git_rev", "created_at"]
 # Added after the design sketch's contract (appended, never renamed): the full config as JSON so a row
 # alone says how to rerun it, the command line that produced it and the package version.
-EXTRA_COLUMNS = ["config", "command", "package_version"]
+# ``resumed_from``: empty for a run trained in one environment, else which epochs ran under which device,
+# thread count and torch (they change the numbers, not the run id); added later, so a file without it loads
+# with it empty.
+EXTRA_COLUMNS = ["config", "command", "package_version", "resumed_from"]
+MAY_BE_EMPTY = {"resumed_from"}
 COLUMNS = CONFIG_COLUMNS + MEASURE_COLUMNS + PROVENANCE_COLUMNS + EXTRA_COLUMNS
 KEY = ["run_id", "epoch", "split", "attack", "eps", "metric"]
 SPLITS = {"train", "train_clean", "train_corrupted", "val", "test"}
@@ -60,11 +64,12 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, rev: str) -> pd.DataFrame:
+def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, rev: str,
+             resumed_from: str = "") -> pd.DataFrame:
     cfg = exp.to_dict()
     common = {c: cfg[c] for c in CONFIG_COLUMNS if c != "run_id"}
     common.update(run_id=exp.run_id, torch=torch.__version__, device=device, git_rev=rev, created_at=now(),
-                  config=exp.to_json(), command=command, package_version=__version__)
+                  config=exp.to_json(), command=command, package_version=__version__, resumed_from=resumed_from)
     df = pd.DataFrame([{**common, **r} for r in rows])
     return df[COLUMNS] if len(df) else pd.DataFrame(columns=COLUMNS)
 
@@ -93,12 +98,16 @@ def load_runs(path: str | Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: the file is empty; expected a header with columns {', '.join(COLUMNS)}") from None
     except pd.errors.ParserError as e:
         raise ResultsError(f"{path}: not a well-formed CSV ({e}); was the file truncated?") from e
+    for c in MAY_BE_EMPTY:  # files written before the column existed
+        if c not in df.columns and len(df.columns) >= COLUMNS.index(c) and list(df.columns[:COLUMNS.index(c)]) \
+                == COLUMNS[:COLUMNS.index(c)]:
+            df.insert(COLUMNS.index(c), c, "")
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")
     if list(df.columns[:len(COLUMNS)]) != COLUMNS:
         raise ResultsError(f"{path}: columns out of order; expected {', '.join(COLUMNS)} first")
-    empty = df[COLUMNS].astype(str).eq("")
+    empty = df[[c for c in COLUMNS if c not in MAY_BE_EMPTY]].astype(str).eq("")
     if empty.any(axis=None):
         i = int(empty.any(axis=1).idxmax())
         col = empty.columns[empty.iloc[i].to_numpy()][0]
@@ -163,8 +172,8 @@ GROUP = [c for c in CONFIG_COLUMNS if c not in ("run_id", "seed")]
 # what does not tell configurations apart when seeds are pooled: the unhashed fields and the seed
 NOT_CONFIG = NOT_HASHED | {"seed"}
 # The headline metrics; diagnostics (perturbation sizes, gradients, checks) stay in runs.csv only.
-SUMMARY_METRICS = {"acc", "top5_acc", "nll", "ece", "memorized"}
-SUMMARY_SPLITS = {"test", "val", "train_corrupted"}
+SUMMARY_METRICS = {"acc", "top5_acc", "nll", "ece", "memorized", "noise_realized"}
+SUMMARY_SPLITS = {"test", "val", "train", "train_corrupted"}
 
 
 def config_fields(df: pd.DataFrame) -> pd.DataFrame:
@@ -196,8 +205,8 @@ def metric_name(split: str, attack: str, eps: float, metric: str) -> str:
 def _column_rank(name: str) -> tuple:
     """Clean test metrics first, then validation, training-set (memorization) and attack columns."""
     first = name.split(" ")[0]
-    rank = {"test": 0, "val": 1, "train_clean": 2, "train_corrupted": 3}.get(first, 4)
-    return (rank,) if rank < 4 else (rank, first)
+    rank = {"test": 0, "val": 1, "train": 2, "train_clean": 3, "train_corrupted": 4}.get(first, 5)
+    return (rank,) if rank < 5 else (rank, first)
 
 
 def clean_curve(run: pd.DataFrame, split: str = "test") -> pd.Series:
@@ -283,7 +292,7 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
         cells = [f"{r[c]:g}" if isinstance(r[c], float) else str(r[c]) for c in varying]
         for n in names:
             m, s = r[f"{n} mean"], r[f"{n} std"]
-            scale = 100.0 if percent and ("acc" in n or "memorized" in n or "ece" in n) else 1.0
+            scale = 100.0 if percent and any(k in n for k in ("acc", "memorized", "ece", "noise_realized")) else 1.0
             cells.append("" if pd.isna(m) else f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}"))
         cells.append(str(int(r["n_seeds"])))
         if "checks failed" in summary:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from . import reference
 from .attacks import ATTACKS
 from .checks import failed_checks
 from .config import (
@@ -52,7 +53,14 @@ from .results import (
 )
 from .runner import load_trained, resolve_device, run_experiment
 from .tables import TABLES
-from .train import CHECKPOINT, GRAPH_MODES, check_speed_options
+from .train import (
+    CHECKPOINT,
+    GRAPH_MODES,
+    check_speed_options,
+    checkpoint_environments,
+    environment,
+    mixed_environments,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,6 +203,19 @@ def speed_hint(runs: list[Experiment], on_cuda: bool, cuda_graphs: bool | str | 
     return None
 
 
+def partial_note(ckpt: Path, exp: Experiment) -> str:
+    """For --dry-run: where a partial run's checkpoint was written, when that is not where it would resume."""
+    try:
+        envs = checkpoint_environments(ckpt)
+    except RunFailed as e:
+        return f"\n      its checkpoint is unreadable and the run would fail: {e}"
+    here = environment(resolve_device(exp.device))
+    if envs and envs[-1][1] != here:
+        return (f"\n      checkpoint written under {envs[-1][1]}; resuming under {here} mixes environments "
+                "(said in its rows' resumed_from column)")
+    return ""
+
+
 def with_surrogates(runs: list[Experiment]) -> list[Experiment]:
     """The grid plus the ERM surrogates its black-box evaluations need, each surrogate before its targets."""
     out: list[Experiment] = []
@@ -215,12 +236,13 @@ def _main(args, command: str) -> int:
     if args.dry_run:
         print(f"{len(runs)} runs in preset {suite.name!r} -> {out}")
         for r in runs:
-            state = "finished" if r.run_id in done else (
-                "partial" if (out / "runs" / r.run_id / CHECKPOINT).exists() else "new")
+            ckpt = out / "runs" / r.run_id / CHECKPOINT
+            state = "finished" if r.run_id in done else ("partial" if ckpt.exists() else "new")
             role = f" (black-box surrogate, seed {r.seed})" if any(
                 x.surrogate_seed is not None and surrogate_of(x) == r for x in runs) else ""
             print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g} "
-                  f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}")
+                  f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}"
+                  f"{partial_note(ckpt, r) if state == 'partial' else ''}")
         return 0
     check_writable(out, "--out")
     datasets = {spec: load(spec, args.data_dir) for spec in dict.fromkeys(r.dataset for r in runs)}
@@ -268,7 +290,9 @@ def _main(args, command: str) -> int:
             print(f"{tag}: FAILED: {reason}", file=sys.stderr)
             continue
         dev = device_name(resolve_device(exp.device))
-        merge_run(runs_csv, to_frame(exp, rows, device=dev, command=command, rev=rev))
+        ckpt = run_dir / CHECKPOINT
+        resumed = mixed_environments(checkpoint_environments(ckpt), exp.epochs) if ckpt.exists() else ""
+        merge_run(runs_csv, to_frame(exp, rows, device=dev, command=command, rev=rev, resumed_from=resumed))
         clear_failure(failures_csv, exp.run_id)
         print(f"{tag}: done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
@@ -300,9 +324,26 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
         if md:
             print(md)
     write_report(out)
+    print_reference_check(df[df["run_id"].isin(ids)], suite.name, out)
     for rid, check in failed_checks(df[df["run_id"].isin(ids)]):
         print(f"WARNING: run {rid}: robustness check {check!r} failed; its numbers may not be trustworthy "
               f"(see runs.csv rows with attack 'check')", file=sys.stderr)
+
+
+def print_reference_check(df, preset: str, out: Path) -> None:
+    """Ours against the committed reference of the same preset (reference_check.csv / .md in ``out``)."""
+    if out.resolve() == (reference.REFERENCE_DIR / preset).resolve():
+        return  # regenerating the reference itself
+    check = reference.reference_check(df, preset)
+    if check is None:
+        print(reference.describe_missing(preset))
+    elif check.empty:
+        print(f"(none of these configurations is in the committed reference results/reference/{preset}/)\n")
+    else:
+        md = reference.to_markdown(check, preset)
+        atomic_write_csv(check, out / "reference_check.csv")
+        atomic_write_text(out / "reference_check.md", f"# {preset}: against the committed reference\n\n{md}")
+        print(md)
 
 
 if __name__ == "__main__":

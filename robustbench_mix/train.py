@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .data import AUGMENTATIONS, Prepared
 from .errors import RunFailed, UsageError
 from .evaluate import autocast_for, curve_rows, finish, prep
 from .methods import METHODS
+from .results import device_name
 
 CHECKPOINT = "checkpoint.pt"
 Hook = Callable[[int, torch.nn.Module], None]
@@ -50,6 +52,24 @@ def _atomic_save(obj, path: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+
+
+def environment(device: torch.device) -> str:
+    """What changes a run's numbers without changing its id: the device (with the CPU's thread count) and torch."""
+    return f"{device_name(device)}, torch {torch.__version__}"
+
+
+def checkpoint_environments(path: Path) -> list[list]:
+    """[first epoch, environment] for each stretch of a checkpointed run trained in one environment."""
+    return [list(e) for e in load_checkpoint(path, torch.device("cpu")).get("environments", [])]
+
+
+def mixed_environments(environments: list[list], epochs: int) -> str:
+    """'' for a run trained in one environment, else 'epochs 1-10 under A; epochs 11-30 under B'."""
+    if len(environments) < 2:
+        return ""
+    ends = [e[0] - 1 for e in environments[1:]] + [epochs]
+    return "; ".join(f"epochs {first}-{end} under {env}" for (first, env), end in zip(environments, ends, strict=True))
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:
@@ -235,6 +255,8 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     rng = np.random.default_rng([exp.seed, 1])
     curves: list[dict] = []
     start = 0
+    env = environment(device)
+    environments: list[list] = []  # [first epoch, environment] each time the run started or resumed elsewhere
     ckpt_path = run_dir / CHECKPOINT if run_dir is not None else None
     if ckpt_path is not None and ckpt_path.exists():
         ck = load_checkpoint(ckpt_path, device)
@@ -249,6 +271,14 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
         if device.type == "cuda" and ck.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), device)
         curves, start = ck["curves"], ck["epoch"]
+        environments = [list(e) for e in ck.get("environments", [])]
+        if environments and environments[-1][1] != env and start < exp.epochs:
+            print(f"warning: run {exp.run_id} resumes at epoch {start + 1} from a checkpoint written under "
+                  f"{environments[-1][1]}, and continues under {env}: thread count, device and torch version "
+                  "change the numbers, so this run's numbers mix both (said in its rows' resumed_from column)",
+                  file=sys.stderr)
+    if not environments or environments[-1][1] != env:
+        environments.append([start + 1, env])
 
     def train_step(idx, aug, draws) -> torch.Tensor:
         """One SGD step on the batch ``idx`` with the given random draws; returns the detached loss."""
@@ -304,6 +334,7 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
                     "generator": gen.get_state(), "numpy_rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    "environments": environments,
                 }, ckpt_path)
             for hook in hooks:
                 hook(done, model)

@@ -49,9 +49,18 @@ def test_iterative_attack_at_least_as_strong_as_fgsm(trained):
 
 def test_restarts_keep_the_per_example_worst_case(trained):
     model, data = trained
-    one, = accuracies(model, data, "pgd", [12.0], steps=3, restarts=1)
-    three, = accuracies(model, data, "pgd", [12.0], steps=3, restarts=3)
-    assert three <= one
+    x, y = data.test_x, data.test_y
+
+    def robust(restarts, seed):
+        return attack_correct(model, model, x, y, "pgd", 24.0, steps=1, step_size=None, restarts=restarts,
+                              batch_size=64, seed=seed)["top1"]
+
+    # restart r draws its random start from seed + 1000 r: three restarts are robust exactly where all three
+    # single attacks with those seeds are
+    singles = [robust(1, s) for s in (0, 1000, 2000)]
+    three = robust(3, 0)
+    assert torch.equal(three, singles[0] & singles[1] & singles[2])
+    assert not torch.equal(three, singles[0])  # the restarts found examples the first start missed
 
 
 def test_fgsm_on_a_linear_model_equals_the_closed_form(rand_images):

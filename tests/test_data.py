@@ -29,12 +29,15 @@ def test_digits_are_real_uint8_images(digits):
 def test_label_corruption_hits_the_requested_fraction(rate):
     y = np.random.default_rng(1).integers(0, 10, 5000)
     noisy, mask = corrupt_labels(y, 10, rate, seed=3)
-    assert mask.sum() == round(rate * 5000)
-    assert np.array_equal(noisy[~mask], y[~mask])
+    picked = round(rate * 5000)
+    # the mask is exactly the labels that changed; the others are the true ones
+    assert np.array_equal(mask, noisy != y) and np.array_equal(noisy[~mask], y[~mask])
     if rate:
-        # random labels are uniform over all classes: about 1/10 of corrupted ones keep the true label
-        kept = (noisy[mask] == y[mask]).mean()
+        # the picked labels are redrawn uniformly over all classes: about 1/10 of them keep their class,
+        # and those are not corrupted
+        kept = (picked - mask.sum()) / picked
         assert 0.07 < kept < 0.13
+        assert abs(mask.mean() - rate * 0.9) < 0.02
         assert len(np.unique(noisy[mask])) == 10
 
 
@@ -49,8 +52,11 @@ def test_label_corruption_is_seeded():
 
 def test_prepare_records_corrupted_index_and_keeps_true_labels(small_digits):
     p = prepare(small_digits, 0.5, 0.0, 0, torch.device("cpu"))
-    assert len(p.corrupted_index) == 200 and p.corrupted.sum() == 200
+    # 200 of 400 labels picked and redrawn; those redrawn to their own class are not corrupted
+    assert 160 < len(p.corrupted_index) < 200 and p.corrupted.sum() == len(p.corrupted_index)
     assert torch.equal(p.train_true_y, small_digits.train_y)
+    assert (p.train_y[p.corrupted] != p.train_true_y[p.corrupted]).all()
+    assert torch.equal(p.train_y[~p.corrupted], p.train_true_y[~p.corrupted])
     assert np.array_equal(np.flatnonzero(p.corrupted.numpy()), p.corrupted_index)
 
 

@@ -99,3 +99,47 @@ def test_damaged_results_csv_is_detected(tmp_path, capsys, damage, message):
         load_runs(path)
     assert main(args) == 2
     assert "runs.csv" in capsys.readouterr().err
+
+
+def test_a_run_resumed_under_another_thread_count_warns_and_says_so_in_its_rows(tmp_path, capsys):
+    import torch
+
+    from robustbench_mix.suite import build_parser, suite_from_args
+    from robustbench_mix.train import CHECKPOINT
+
+    args = ["--methods", "erm", "--noise", "0", "--epochs", "3", "--eps", "8", "--attack-steps", "2",
+            "--no-progress", "--out", str(tmp_path / "r")]
+    exp, = suite_from_args(build_parser().parse_args(args)).expand()
+    from robustbench_mix.data import load_digits
+
+    threads = torch.get_num_threads()
+    other = 1 if threads != 1 else 2
+    torch.set_num_threads(other)
+    try:  # the first two epochs under another thread count, then an interruption
+        with pytest.raises(Interrupted):
+            run_experiment(exp, load_digits(None), run_dir=tmp_path / "r" / "runs" / exp.run_id, progress=False,
+                           hooks=(stop_after(2),))
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "r" / "runs" / exp.run_id / CHECKPOINT).exists()
+    capsys.readouterr()
+    assert main([*args, "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "partial" in dry and f"{other} threads" in dry and "mixes environments" in dry
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"resumes at epoch 3 from a checkpoint written under cpu ({os.uname().machine}, {other} threads)" in err
+    df = load_runs(tmp_path / "r" / "runs.csv")
+    note = set(df["resumed_from"])
+    assert note == {f"epochs 1-2 under cpu ({os.uname().machine}, {other} threads), torch {torch.__version__}; "
+                    f"epochs 3-3 under cpu ({os.uname().machine}, {threads} threads), torch {torch.__version__}"}
+
+
+def test_a_run_trained_in_one_environment_has_an_empty_resumed_from(small_digits, tiny_exp, tmp_path):
+    with pytest.raises(Interrupted):
+        run_experiment(tiny_exp, small_digits, run_dir=tmp_path, progress=False, hooks=(stop_after(1),))
+    run_experiment(tiny_exp, small_digits, run_dir=tmp_path, progress=False)
+    from robustbench_mix.train import CHECKPOINT, checkpoint_environments, mixed_environments
+
+    envs = checkpoint_environments(tmp_path / CHECKPOINT)
+    assert len(envs) == 1 and envs[0][0] == 1 and mixed_environments(envs, tiny_exp.epochs) == ""

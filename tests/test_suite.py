@@ -24,8 +24,11 @@ def test_default_suite_writes_runs_summary_and_plots(quick_out, capsys):
     assert set(df["method"]) == {"erm", "mixup"} and set(df["noise"]) == {0.0, 0.4}
     assert df["run_id"].nunique() == 4
     final = df[df["epoch"] == 2]
-    for metric in ("acc", "top5_acc", "nll", "ece"):
+    for metric in ("acc", "nll", "ece"):
         assert ((final["split"] == "test") & (final["attack"] == "none") & (final["metric"] == metric)).sum() == 4
+    assert "top5_acc" not in set(df["metric"])  # 10 classes: top-5 says nothing
+    realized = final[final["metric"] == "noise_realized"]
+    assert len(realized) == 2 and realized["value"].between(0.3, 0.4).all()  # 40% picked, ~9/10 of them changed
     adv = final[final["attack"].isin(["fgsm", "pgd"]) & (final["metric"] == "acc")]
     # every attack at eps 0 (must equal clean) and 8/255; PGD also at the 64/255 gradient-masking check
     assert len(adv) == 20 and set(adv["eps"]) == {0.0, round(8 / 255, 6), round(64 / 255, 6)}
@@ -181,3 +184,34 @@ def test_speed_hint_only_for_small_batches_on_a_gpu_without_graphs_or_compile():
     assert speed_hint(runs, False, False, False) is None  # the CPU
     assert speed_hint(runs, True, True, False) is None and speed_hint(runs, True, False, True) is None
     assert speed_hint([Experiment(batch_size=512)], True, False, False) is None
+
+
+def test_a_run_is_compared_with_the_committed_reference_of_its_preset(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import robustbench_mix.reference as reference
+
+    args = ["--epochs", "2", "--eps", "8", "--attack-steps", "2", "--no-progress", "--methods", "mixup"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    monkeypatch.setattr(reference, "REFERENCE_DIR", tmp_path / "ref")
+    (tmp_path / "ref" / "quick").mkdir(parents=True)
+    shutil.copy(tmp_path / "a" / "runs.csv", tmp_path / "ref" / "quick" / "runs.csv")
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # the same command on the same machine
+    out = capsys.readouterr().out
+    check = pd.read_csv(tmp_path / "b" / "reference_check.csv")
+    assert len(check) > 0 and (check["diff"] == 0).all() and check["within"].all()
+    assert f"{len(check)} of {len(check)} numbers (accuracies, memorized, ECE) within tolerance" in out
+    assert "| test acc |" in out and "train_corrupted memorized" in out
+    # a reference that differs by more than the tolerance on one number is flagged
+    ref = pd.read_csv(tmp_path / "ref" / "quick" / "runs.csv")
+    hit = (ref["metric"] == "acc") & (ref["attack"] == "none") & (ref["split"] == "test") & (ref["epoch"] == 2)
+    ref.loc[hit & (ref["noise"] == 0.4), "value"] -= (reference.TOLERANCE + 1) / 100
+    ref.to_csv(tmp_path / "ref" / "quick" / "runs.csv", index=False)
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0  # nothing to train: the check still runs
+    check = pd.read_csv(tmp_path / "b" / "reference_check.csv")
+    assert list(check.loc[~check["within"], "metric"]) == ["test acc"]
+    assert "1 outside" in capsys.readouterr().out
+    monkeypatch.setattr(reference, "REFERENCE_DIR", tmp_path / "nowhere")
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    assert "no committed reference for preset 'quick'" in capsys.readouterr().out

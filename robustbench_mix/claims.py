@@ -173,10 +173,8 @@ def evaluate(claim: dict, df: pd.DataFrame, relax: tuple[str, ...] = ()) -> dict
             notes.append(f"numbers further than {tol:g} points from the paper's")
     if relax:
         notes.append("relaxed " + ", ".join(f"{k}={claim['select'][k]}" for k in relax if k in claim["select"]))
-    if differs:
-        notes.append("not the paper's setting, so at most direction only")
-    if not claim.get("values_comparable", True):
-        notes.append("the paper's numbers are from another setting: direction only")
+    if res["verdict"] == "direction only" and (differs or not claim.get("values_comparable", True)):
+        notes.append("not the paper's setting for this claim, so at most direction only")
     res["note"] = "; ".join(notes)
     return res
 

@@ -249,7 +249,7 @@ TABLE3_ATTACKS = ("fgsm", "ifgsm", "pgd", "pgd_margin")
 PRESETS: dict[str, Suite] = {
     s.name: s
     for s in [
-        Suite("quick", "digits, small CNN, ERM vs mixup (alpha=1), label noise 0 and 0.4; CPU, no download",
+        Suite("quick", "digits, small CNN, ERM vs mixup (alpha=1), label noise 0 and 0.4; no download, no GPU needed",
               Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05,
                          weight_decay=5e-4, schedule="cosine", eps=(2.0, 8.0, 16.0), eval_every=5),
               ERM_MIXUP, noise=(0.0, 0.4)),

@@ -9,7 +9,7 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -311,7 +311,7 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
     summary = summarize(df)
     atomic_write_csv(summary, out / "summary.csv")
     atomic_write_text(out / "summary.md",
-        f"# {suite.name}: summary\n\n{suite.description}. Accuracies, memorized and ECE in %, mean ± std over "
+        f"# {suite.name}: summary\n\n{describe_suite(suite)}. Accuracies, memorized and ECE in %, mean ± std over "
         f"seeds; epsilons in /255; 'checks failed' counts failed robustness sanity checks (see runs.csv).\n\n"
         + summary_markdown(summary))
     training_curves(df, out / "curves.png")
@@ -328,6 +328,24 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
     for rid, check in failed_checks(df[df["run_id"].isin(ids)]):
         print(f"WARNING: run {rid}: robustness check {check!r} failed; its numbers may not be trustworthy "
               f"(see runs.csv rows with attack 'check')", file=sys.stderr)
+
+
+def describe_suite(suite: Suite) -> str:
+    """The preset's description, and every flag that overrode it: a preset called 'the paper's recipe' run with
+    another batch size or data set must not be described as the paper's recipe."""
+    preset = PRESETS.get(suite.name)
+    if preset is None:
+        return suite.description
+    changed = [f"{f.name} {getattr(suite.base, f.name)} (preset: {getattr(preset.base, f.name)})"
+               for f in fields(Experiment) if f.name not in ("preset", "device")
+               and getattr(suite.base, f.name) != getattr(preset.base, f.name)]
+    for name in ("noise", "seeds"):
+        if getattr(suite, name) != getattr(preset, name):
+            changed.append(f"{name} {', '.join(f'{v:g}' for v in getattr(suite, name))} (preset: "
+                           f"{', '.join(f'{v:g}' for v in getattr(preset, name))})")
+    if (suite.variants, suite.by_noise) != (preset.variants, preset.by_noise):
+        changed.append("methods (see the method, alpha and dropout columns)")
+    return suite.description + (f"; overridden here: {', '.join(changed)}" if changed else "")
 
 
 def print_reference_check(df, preset: str, out: Path) -> None:

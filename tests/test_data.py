@@ -162,3 +162,20 @@ def test_image_folder_with_mixed_sizes_names_the_odd_file(tmp_path):
     Image.fromarray(np.zeros((9, 8, 3), dtype=np.uint8)).save(root / "test" / "b" / "odd.png")
     with pytest.raises(UsageError, match=r"odd.png' is 8x9 but the first is 8x8"):
         load_image_folder(str(root), tmp_path / "cache")
+
+
+def test_a_label_redrawn_to_its_own_class_is_not_counted_as_memorized(small_digits):
+    from robustbench_mix.data import corrupt_labels
+    from robustbench_mix.evaluate import memorization_metrics
+
+    y = small_digits.train_y.numpy()
+    noisy, changed = corrupt_labels(y, 10, 0.5, seed=0)
+    picked = round(0.5 * len(y))
+    assert changed.sum() < picked  # some picked labels were redrawn to their own class
+    # a model that predicts the true class everywhere memorizes nothing: with the picked-but-unchanged labels
+    # counted as corrupted, it would have 'memorized' them (prediction == noisy label == true label)
+    true_logits = torch.nn.functional.one_hot(torch.as_tensor(y), 10).float()
+    rows = {(s, m): v.item() for s, m, v in memorization_metrics(true_logits, torch.as_tensor(noisy),
+                                                                 torch.as_tensor(y), torch.as_tensor(changed))}
+    assert rows[("train_corrupted", "memorized")] == 0.0 and rows[("train_corrupted", "acc")] == 1.0
+    assert rows[("train_clean", "acc")] == 1.0

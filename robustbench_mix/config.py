@@ -18,6 +18,7 @@ NOT_HASHED = {"preset", "device"}
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
 ADDED_FIELDS = {"attack_precision": "fp32"}
 PRECISIONS = ("fp32", "bf16")
+SEED_LIMIT = 2**32
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,10 @@ def validate(exp: Experiment) -> None:
         (exp.attack_precision in PRECISIONS, unknown("attack precision", exp.attack_precision, list(PRECISIONS))),
         (exp.attack_restarts >= 1, f"attack restarts {exp.attack_restarts} must be at least 1"),
         (0 <= exp.check_eps <= 255, f"check epsilon {fmt_eps(exp.check_eps)} is outside [0, 255/255]"),
+        (0 <= exp.seed < SEED_LIMIT, f"seed {exp.seed} is outside [0, 2**32): seeds are non-negative 32-bit "
+                                     "integers (numpy's and torch's generators take them)"),
+        (exp.surrogate_seed is None or 0 <= exp.surrogate_seed < SEED_LIMIT,
+         f"surrogate seed {exp.surrogate_seed} is outside [0, 2**32): seeds are non-negative 32-bit integers"),
         (exp.surrogate_seed is None or exp.surrogate_seed != exp.seed,
          f"surrogate seed {exp.surrogate_seed} equals the run's seed: a black-box surrogate must be trained "
          "separately (another seed)"),

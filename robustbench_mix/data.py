@@ -7,6 +7,7 @@ float there, so no per-image CPU work happens during training.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import urllib.error
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 
 from .errors import UsageError
 from .registry import Registry
+from .results import atomic_file
 
 DATASETS: Registry = Registry("dataset")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp"}
@@ -43,6 +45,17 @@ class ImageData:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.train_x.shape[1:])  # type: ignore[return-value]
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of the content: images, labels and class names of both splits. Recorded with
+        every run, so results measured on other data (a changed image folder) are noticed."""
+        h = hashlib.sha256()
+        for t in (self.train_x, self.train_y, self.test_x, self.test_y):
+            h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+            h.update(t.contiguous().numpy().tobytes())
+        h.update("\n".join(self.classes).encode())
+        return h.hexdigest()[:16]
 
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """Per-channel mean and std of the training images in [0, 1], for the model's normalization layer."""
@@ -167,15 +180,50 @@ def scan_image_folder(root: Path) -> dict[str, list[tuple[Path, int]]]:
     return files
 
 
-def _decode(path: Path) -> np.ndarray:
+MAX_PIXELS = 4096 * 4096  # far above any image this suite trains on; larger ones are refused before decoding
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for 16-bit greyscale (PNG, TIFF)
+
+
+def _decode(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(H, W, 3) uint8. The header is checked before any pixel is decoded: the size (``size``: that of the
+    first image, as all must match) and a pixel budget, so a decompression bomb is refused, not decoded.
+    16-bit greyscale is scaled to 8 bits (PIL's RGB conversion would clip it to white)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:  # reads the header only
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise UsageError(f"{str(path)!r} is {w}x{h} pixels, more than the {MAX_PIXELS:,} an image of an "
+                                 "image folder may have; refused before decoding")
+            if size is not None and (w, h) != size:
+                raise UsageError(f"images in an image folder must all have one size: {str(path)!r} is {w}x{h} "
+                                 f"but the first is {size[0]}x{size[1]}")
+            if im.mode in SIXTEEN_BIT:
+                a = np.asarray(im).astype(np.int64)
+                if a.min() < 0 or a.max() > 65535:
+                    raise UsageError(f"{str(path)!r} holds 32-bit values outside 0-65535 (mode {im.mode}); "
+                                     "convert it to 8 or 16 bits per channel")
+                g = ((a * 255 + 32767) // 65535).astype(np.uint8)
+                return np.repeat(g[:, :, None], 3, axis=2)
+            if im.mode == "F":
+                raise UsageError(f"{str(path)!r} holds floating-point pixels (mode F); convert it to 8 or 16 bits")
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except UsageError:
+        raise
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
+        raise UsageError(f"{str(path)!r} is not a readable image ({e.__class__.__name__}: {e}); "
+                         f"an image folder may hold only images ({', '.join(sorted(IMAGE_SUFFIXES))})") from e
+
+
+def _first_size(path: Path) -> tuple[int, int]:
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
-        raise UsageError(f"{str(path)!r} is not a readable image ({e.__class__.__name__}); "
-                         f"an image folder may hold only images ({', '.join(sorted(IMAGE_SUFFIXES))})") from e
+            return im.size
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
+        raise UsageError(f"{str(path)!r} is not a readable image ({e.__class__.__name__}: {e})") from e
 
 
 @DATASETS.register("imagefolder")
@@ -189,33 +237,31 @@ def load_image_folder(arg: str, data_dir: Path) -> ImageData:
         for p, c in listing[split]:
             st = p.stat()
             key.update(f"{p.relative_to(root)}|{c}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    cache = data_dir / f"imagefolder-{root.name}-{key.hexdigest()[:12]}.npz"
+    key.update("\n".join(classes).encode())
+    digest = key.hexdigest()
+    cache = data_dir / f"imagefolder-{root.name}-{digest[:12]}.npz"
+    sizes = {s: len(listing[s]) for s in ("train", "test")}
     if cache.exists():
         try:
-            z = np.load(cache)
-            arrays = {k: torch.from_numpy(z[k]) for k in ("train_x", "train_y", "test_x", "test_y")}
-            return ImageData(f"imagefolder:{root.name}", **arrays, classes=classes,
-                             augment=augment_for(arrays["train_x"].shape))
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is rebuilt below
+            with np.load(cache) as z:
+                # the cache says which listing it was built from: a file copied or renamed into place is not trusted
+                if str(z["key"]) == digest and all(len(z[f"{s}_y"]) == n for s, n in sizes.items()):
+                    arrays = {k: torch.from_numpy(z[k]) for k in ("train_x", "train_y", "test_x", "test_y")}
+                    return ImageData(f"imagefolder:{root.name}", **arrays, classes=classes,
+                                     augment=augment_for(arrays["train_x"].shape))
+        except Exception:  # noqa: BLE001 - truncated zip, bad pickle, missing array: every damaged cache is rebuilt
+            pass
     arrays = {}
+    size = _first_size(listing["train"][0][0])
+    decode = functools.partial(_decode, size=size)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # PIL decodes outside the GIL
         for split in ("train", "test"):
-            imgs = list(pool.map(_decode, [p for p, _ in listing[split]]))
-            first = imgs[0].shape
-            for (path, _), im in zip(listing[split], imgs, strict=True):
-                if im.shape != first:
-                    raise UsageError(f"images in {str(root)!r} differ in size: {str(path)!r} is "
-                                     f"{im.shape[1]}x{im.shape[0]} but the first is {first[1]}x{first[0]}")
+            imgs = list(pool.map(decode, [p for p, _ in listing[split]]))
             arrays[f"{split}_x"] = np.ascontiguousarray(np.stack(imgs).transpose(0, 3, 1, 2))
             arrays[f"{split}_y"] = np.array([c for _, c in listing[split]], dtype=np.int64)
-    if arrays["train_x"].shape[1:] != arrays["test_x"].shape[1:]:
-        raise UsageError(f"train and test images in {str(root)!r} differ in size")
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, cache)
+        with atomic_file(cache, "wb") as f:
+            np.savez(f, key=np.array(digest), **arrays)
     except OSError:
         pass  # caching is an optimisation; a read-only --data-dir only costs the decode next time
     tensors = {k: torch.from_numpy(v) for k, v in arrays.items()}
@@ -269,6 +315,7 @@ class Prepared:
     num_classes: int
     augment: str
     corrupted_index: np.ndarray  # indices into the original training set of the labels that changed
+    data_sha: str = ""  # the data set's fingerprint (ImageData.fingerprint), kept in checkpoints
 
 
 def prepare(data: ImageData, noise: float, val_fraction: float, seed: int, device: torch.device) -> Prepared:
@@ -291,6 +338,7 @@ def prepare(data: ImageData, noise: float, val_fraction: float, seed: int, devic
         num_classes=data.num_classes,
         augment=data.augment,
         corrupted_index=np.flatnonzero(mask),
+        data_sha=data.fingerprint,
     )
 
 

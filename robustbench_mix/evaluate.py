@@ -7,6 +7,7 @@ provenance. Metrics stay on the device until one ``.tolist()`` per evaluation.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 from .attacks import RANDOM_START, default_step_size, frozen_eval, get_attack, input_grad
 from .checks import check_rows
 from .data import Prepared, to_float
+from .errors import RunFailed
 
 ECE_BINS = 15
 # top-5 accuracy is written only where it carries information: with 10 classes it is near 100% for any model
@@ -66,6 +68,9 @@ def accuracy_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.T
 
 
 def clean_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    if not bool(torch.isfinite(logits).all()):  # calibration and NLL of NaN outputs mean nothing
+        raise RunFailed("the model's outputs are not finite at evaluation (NaN or inf logits): the weights "
+                        "diverged; lower --lr")
     m = accuracy_metrics(logits, y)
     m["nll"] = F.cross_entropy(logits, y)
     m["ece"] = expected_calibration_error(logits.softmax(1), y)
@@ -96,10 +101,12 @@ def row(split, metric, value, attack="none", eps=0.0) -> dict:
 
 
 def finish(rows: list[dict]) -> list[dict]:
-    """One host sync for all device scalars."""
+    """One host sync for all device scalars. A non-finite value fails the run: no results file holds one."""
     vals = torch.stack([r["value"].float().cpu() if torch.is_tensor(r["value"]) else torch.tensor(float(r["value"]))
                         for r in rows]).tolist() if rows else []
     for r, v in zip(rows, vals, strict=True):
+        if not math.isfinite(v):
+            raise RunFailed(f"evaluation gave a non-finite {r['split']} {r['attack']} {r['metric']} ({v})")
         r["value"] = v
     return rows
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -10,13 +11,27 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from .results import last_epoch  # noqa: E402
+from .results import atomic_write_bytes, last_epoch  # noqa: E402
+
+
+def plain(text: str) -> str:
+    """Text as matplotlib should print it: a '$' (in a folder name, say) would start mathtext and fail."""
+    return str(text).replace("$", r"\$")
 
 
 def label(r) -> str:
-    s = r["method"] + (f" α={r['alpha']:g}" if r["method"] == "mixup" else "")
+    s = plain(r["method"]) + (f" α={r['alpha']:g}" if r["method"] == "mixup" else "")
     s += f" drop={r['dropout']:g}" if r["dropout"] else ""
     return s + f", noise {r['noise']:g}"
+
+
+def save(fig, path: Path) -> Path:
+    """PNG bytes written atomically like every other output (a killed writer leaves no half image)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
@@ -33,15 +48,13 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
         for k, g in adv[adv["attack"] == a].groupby(keys):
             m = g.groupby("eps")["value"].mean().sort_index()
             ax.plot(m.index * 255, m.values * 100, marker="o", label=label(dict(zip(keys, k, strict=True))))
-        ax.set_title(f"{a} ({d['dataset'].iloc[0]}, {d['model'].iloc[0]})")
+        ax.set_title(plain(f"{a} ({d['dataset'].iloc[0]}, {d['model'].iloc[0]})"))
         ax.set_xlabel("epsilon (/255)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def training_curves(df: pd.DataFrame, path: Path) -> Path | None:
@@ -66,6 +79,4 @@ def training_curves(df: pd.DataFrame, path: Path) -> Path | None:
         if d.size:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .claims import check_all, to_markdown  # noqa: E402
 from .errors import UsageError  # noqa: E402
-from .plots import label  # noqa: E402
+from .plots import label, save  # noqa: E402
 from .results import ResultsError, atomic_write_text, load_results, summarize, summary_markdown  # noqa: E402
 
 TABLE_FILES = ("table2.md", "table3.md", "robust_accuracy.md")
@@ -41,9 +41,7 @@ def calibration_plot(summary, path: Path) -> Path | None:
         ax.set_title(title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def build(results_dir: Path) -> tuple[str, list[Path]]:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import platform
+import re
+import socket
 import subprocess
+import uuid
 from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock
 
 from . import __version__
 from .config import NOT_HASHED, Experiment, fmt_eps
@@ -24,8 +30,16 @@ PROVENANCE_COLUMNS = ["torch", "device", "git_rev", "created_at"]
 # ``resumed_from``: empty for a run trained in one environment, else which epochs ran under which device,
 # thread count and torch (they change the numbers, not the run id); added later, so a file without it loads
 # with it empty.
-EXTRA_COLUMNS = ["config", "command", "package_version", "resumed_from"]
-MAY_BE_EMPTY = {"resumed_from"}
+# ``data_sha``: the fingerprint of the data set's content the run was measured on (ImageData.fingerprint), so
+# a finished run whose data changed is noticed although its id (the config) is the same.
+EXTRA_COLUMNS = ["config", "command", "package_version", "resumed_from", "data_sha"]
+MAY_BE_EMPTY = {"resumed_from", "data_sha"}
+# every run written by 0.2.0 or later ends with this row: the number of rows the run has, itself included, so a
+# runs.csv that lost lines is noticed and the run redone instead of counted as finished
+ROWS_MARKER = "rows_in_run"
+MARKED_SINCE = (0, 2, 0)
+# metrics that are fractions (and must lie in [0, 1]); others are checked to be finite and non-negative
+FRACTIONS = re.compile(r"^(acc.*|top5_acc|ece|memorized.*|noise_realized|check:.*)$")
 COLUMNS = CONFIG_COLUMNS + MEASURE_COLUMNS + PROVENANCE_COLUMNS + EXTRA_COLUMNS
 KEY = ["run_id", "epoch", "split", "attack", "eps", "metric"]
 SPLITS = {"train", "train_clean", "train_corrupted", "val", "test"}
@@ -65,39 +79,94 @@ def now() -> str:
 
 
 def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, rev: str,
-             resumed_from: str = "") -> pd.DataFrame:
+             resumed_from: str = "", data_sha: str = "") -> pd.DataFrame:
+    """A run's rows with its config and provenance, ended by the ``rows_in_run`` marker."""
     cfg = exp.to_dict()
     common = {c: cfg[c] for c in CONFIG_COLUMNS if c != "run_id"}
     common.update(run_id=exp.run_id, torch=torch.__version__, device=device, git_rev=rev, created_at=now(),
-                  config=exp.to_json(), command=command, package_version=__version__, resumed_from=resumed_from)
-    df = pd.DataFrame([{**common, **r} for r in rows])
-    return df[COLUMNS] if len(df) else pd.DataFrame(columns=COLUMNS)
+                  config=exp.to_json(), command=command, package_version=__version__, resumed_from=resumed_from,
+                  data_sha=data_sha)
+    marker = {"epoch": exp.epochs, "split": "train", "attack": "none", "eps": 0.0, "metric": ROWS_MARKER,
+              "value": len(rows) + 1}
+    return pd.DataFrame([{**common, **r} for r in [*rows, marker]])[COLUMNS]
+
+
+def temporary_name(path: Path) -> Path:
+    """Unique per writer, also across machines sharing a filesystem: host, process and a random part."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, mode: str = "w"):
+    """A file object whose content replaces ``path`` only when the block succeeds (fsync, then rename): a reader
+    sees the old file or the new one, never half of one. A failed write (disk full, file-size limit, an
+    exception in the block) removes its temporary file and leaves ``path`` as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename: a reader (or a killed writer) never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_file(path) as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_file(path, "wb") as f:
+        f.write(data)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize(value):
+    """A text cell that a spreadsheet would run as a formula gets a leading quote (OWASP's CSV injection rule)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+    text_cols = [c for c in df.columns if df[c].dtype == object]
+    if text_cols:
+        df = df.assign(**{c: df[c].map(neutralize) for c in text_cols})
     atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
 
 
-def load_runs(path: str | Path) -> pd.DataFrame:
-    """Read a runs.csv and check it against the contract; errors name the file, column and row."""
+def results_lock(path: Path) -> FileLock:
+    """The lock every writer of the results files in ``path``'s folder holds while it reads, changes and
+    writes them (runs.csv, failures.csv): processes on one --out, also on several machines sharing it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(path.parent / ".results.lock")
+
+
+def _line(df: pd.DataFrame, mask) -> int:
+    """The file line of the first row where ``mask`` holds (the header is line 1)."""
+    return int(pd.Series(mask, index=df.index).to_numpy().argmax()) + 2
+
+
+def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
+    """Read a runs.csv and check it against the contract; errors name the file, line, column and value.
+
+    ``strict``: a damaged run (lost rows, a non-finite or impossible value, see :func:`damaged_runs`) is an
+    error; the suite reads with ``strict=False`` and redoes such runs instead.
+    """
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype={"run_id": str, "attack": str, "git_rev": str}, keep_default_na=False)
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise ResultsError(f"{path}: the file is empty; expected a header with columns {', '.join(COLUMNS)}") from None
     except pd.errors.ParserError as e:
         raise ResultsError(f"{path}: not a well-formed CSV ({e}); was the file truncated?") from e
+    except UnicodeDecodeError as e:
+        raise ResultsError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); the file is damaged") from None
     for c in MAY_BE_EMPTY:  # files written before the column existed
         if c not in df.columns and len(df.columns) >= COLUMNS.index(c) and list(df.columns[:COLUMNS.index(c)]) \
                 == COLUMNS[:COLUMNS.index(c)]:
@@ -107,64 +176,150 @@ def load_runs(path: str | Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")
     if list(df.columns[:len(COLUMNS)]) != COLUMNS:
         raise ResultsError(f"{path}: columns out of order; expected {', '.join(COLUMNS)} first")
-    empty = df[[c for c in COLUMNS if c not in MAY_BE_EMPTY]].astype(str).eq("")
+    empty = df[[c for c in COLUMNS if c not in MAY_BE_EMPTY]].eq("")
     if empty.any(axis=None):
-        i = int(empty.any(axis=1).idxmax())
-        col = empty.columns[empty.iloc[i].to_numpy()][0]
-        raise ResultsError(f"{path}: line {i + 2} has no value in column {col!r}; was the file truncated?")
+        row = empty.any(axis=1)
+        col = empty.columns[empty[row].iloc[0].to_numpy()][0]
+        raise ResultsError(f"{path}: line {_line(df, row)} has no value in column {col!r}; was the file truncated?")
     for c in NUMERIC:
-        bad = pd.to_numeric(df[c], errors="coerce").isna() & (df[c].astype(str) != "nan")
+        num = pd.to_numeric(df[c], errors="coerce")
+        bad = num.isna() & (df[c].str.lower() != "nan")
         if bad.any():
-            i = int(bad.idxmax())
-            raise ResultsError(f"{path}: row {i + 2} (line {i + 2}), column {c!r} holds {df[c].iloc[i]!r}, "
+            raise ResultsError(f"{path}: line {_line(df, bad)}, column {c!r} holds {df[c][bad].iloc[0]!r}, "
                                f"not a number; was the file truncated or edited?")
-        df[c] = pd.to_numeric(df[c])
-    bad_split = ~df["split"].isin(SPLITS)
-    if bad_split.any():
-        i = int(bad_split.idxmax())
-        raise ResultsError(f"{path}: line {i + 2} has split {df['split'].iloc[i]!r}; "
-                           f"allowed: {', '.join(sorted(SPLITS))}")
+        df[c] = num
+    _check_names(df, path)
     dup = df.duplicated(KEY)
     if dup.any():
-        i = int(dup.idxmax())
-        raise ResultsError(f"{path}: line {i + 2} repeats the measurement "
-                           f"{dict(df.loc[i, KEY])} of an earlier row")
+        raise ResultsError(f"{path}: line {_line(df, dup)} repeats the measurement "
+                           f"{dict(df.loc[dup.idxmax(), KEY])} of an earlier row")
+    if strict:
+        bad = damaged_runs(df)
+        if bad:
+            rid, reason = next(iter(bad.items()))
+            raise ResultsError(f"{path}: run {rid} {reason}; the file was damaged or edited. Rerun the suite "
+                               f"command that wrote it (it redoes damaged runs), or remove that run's rows")
     return df
 
 
+NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")  # presets, metrics, attacks: what the suite itself writes
+
+
+def _check_names(df: pd.DataFrame, path: Path) -> None:
+    """Text columns hold only what the suite can write (so nothing a spreadsheet or a plot would interpret
+    reaches a table), and each run's config is valid JSON."""
+    from .attacks import ATTACKS
+    from .data import DATASETS, split_spec
+    from .methods import METHODS
+    from .models import MODELS
+
+    attacks = set(ATTACKS) | {"none", "check", "worst"}
+    rules = {
+        "split": (lambda v: v in SPLITS, f"one of {', '.join(sorted(SPLITS))}"),
+        "method": (lambda v: v in METHODS, f"a method ({', '.join(METHODS)})"),
+        "model": (lambda v: v in MODELS, f"a model ({', '.join(MODELS)})"),
+        "dataset": (lambda v: split_spec(v)[0] in DATASETS and not v.startswith(FORMULA_START),
+                    f"a data set ({', '.join(DATASETS)}, imagefolder:PATH)"),
+        "attack": (lambda v: v.removeprefix("bb:") in attacks or (v.removeprefix("bb:").startswith("ta:")
+                   and NAME.match(v) is not None), "an attack name (fgsm, bb:pgd, ta:NAME, none, check, worst)"),
+        "preset": (lambda v: NAME.match(v.removesuffix("/surrogate")) is not None, "letters, digits, _ . : -"),
+        "metric": (lambda v: NAME.match(v) is not None, "letters, digits, _ . : -"),
+        "schedule": (lambda v: v in ("step", "cosine", "constant"), "step, cosine or constant"),
+    }
+    for col, (ok, allowed) in rules.items():
+        values = df[col].unique()
+        bad = [v for v in values if not ok(v)]
+        if bad:
+            raise ResultsError(f"{path}: line {_line(df, df[col] == bad[0])}, column {col!r} holds {bad[0]!r}, "
+                               f"which the suite does not write (expected {allowed}); was the file edited?")
+    for text in df["config"].unique():
+        try:
+            Experiment.from_json(text)
+        except (ValueError, TypeError) as e:
+            raise ResultsError(f"{path}: line {_line(df, df['config'] == text)}, column 'config' is not a valid "
+                               f"experiment ({e.__class__.__name__}: {e}); was the file edited?") from None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in str(text).split(".")[:3])
+    except ValueError:
+        return (0,)
+
+
+def damaged_runs(df: pd.DataFrame) -> dict[str, str]:
+    """run_id -> what is wrong with its rows: fewer rows than its ``rows_in_run`` marker (or no marker where
+    the writing version always adds one), or a value that no evaluation can produce (non-finite, a fraction
+    outside [0, 1], a negative loss)."""
+    out: dict[str, str] = {}
+    finite = df["value"].map(lambda v: math.isfinite(v))
+    frac = df["metric"].str.match(FRACTIONS)
+    impossible = ~finite | (frac & ((df["value"] < 0) | (df["value"] > 1))) | (~frac & (df["value"] < 0))
+    for rid, g in df[impossible].groupby("run_id", sort=False):
+        r = g.iloc[0]
+        out[rid] = (f"has an impossible value {float(r['value']):g} for {r['split']} {r['attack']} {r['metric']} "
+                    f"(line {int(g.index[0]) + 2})")
+    for rid, g in df.groupby("run_id", sort=False):
+        if rid in out:
+            continue
+        marker = g[g["metric"] == ROWS_MARKER]["value"]
+        if len(marker) and int(marker.iloc[0]) != len(g):
+            out[rid] = f"has {len(g)} of its {int(marker.iloc[0])} rows"
+        elif not len(marker) and _version(g["package_version"].iloc[0]) >= MARKED_SINCE:
+            out[rid] = f"has lost its {ROWS_MARKER} row ({len(g)} rows left)"
+    return out
+
+
 def merge_run(path: Path, run_rows: pd.DataFrame) -> pd.DataFrame:
-    """Replace this run's rows in ``path`` (atomically), so a results file never holds a row twice."""
-    old = load_runs(path) if path.exists() else pd.DataFrame(columns=COLUMNS)
-    ids = set(run_rows["run_id"])
-    merged = pd.concat([old[~old["run_id"].isin(ids)], run_rows], ignore_index=True) if len(old) else run_rows
-    merged = merged.sort_values(["preset", "run_id", "epoch"], kind="stable").reset_index(drop=True)
-    atomic_write_csv(merged, path)
+    """Replace this run's rows in ``path``, under the results lock (other processes may write the same file)
+    and atomically, so a results file never holds a row twice or loses another writer's run."""
+    with results_lock(path):
+        old = load_runs(path, strict=False) if path.exists() else pd.DataFrame(columns=COLUMNS)
+        ids = set(run_rows["run_id"])
+        merged = pd.concat([old[~old["run_id"].isin(ids)], run_rows], ignore_index=True) if len(old) else run_rows
+        merged = merged.sort_values(["preset", "run_id", "epoch"], kind="stable").reset_index(drop=True)
+        atomic_write_csv(merged, path)
     return merged
 
 
 def finished_ids(path: Path) -> set[str]:
-    return set(load_runs(path)["run_id"]) if path.exists() else set()
+    """Runs whose rows are complete and plausible (damaged ones are to be redone)."""
+    if not path.exists():
+        return set()
+    df = load_runs(path, strict=False)
+    return set(df["run_id"]) - set(damaged_runs(df))
+
+
+def read_failures(path: Path) -> pd.DataFrame:
+    """failures.csv, or an empty frame when it is absent, empty or unreadable (it is rewritten whole)."""
+    try:
+        old = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return pd.DataFrame(columns=FAILURE_COLUMNS)
+    return old if "run_id" in old.columns else pd.DataFrame(columns=FAILURE_COLUMNS)
 
 
 def record_failure(path: Path, exp: Experiment, reason: str) -> None:
-    old = pd.read_csv(path, dtype=str, keep_default_na=False) if path.exists() else None
     rec = {c: v for c, v in exp.to_dict().items() if c in FAILURE_COLUMNS}
     rec.update(run_id=exp.run_id, reason=reason, created_at=now(), config=exp.to_json())
     new = pd.DataFrame([rec])[FAILURE_COLUMNS]
-    if old is not None and len(old):
-        new = pd.concat([old[old["run_id"] != exp.run_id], new], ignore_index=True)
-    atomic_write_csv(new, path)
+    with results_lock(path):
+        old = read_failures(path)
+        if len(old):
+            new = pd.concat([old[old["run_id"] != exp.run_id], new], ignore_index=True)
+        atomic_write_csv(new, path)
 
 
 def clear_failure(path: Path, run_id: str) -> None:
-    if path.exists():
-        old = pd.read_csv(path, dtype=str, keep_default_na=False)
-        rest = old[old["run_id"] != run_id]
-        if len(rest) != len(old):
-            if len(rest):
-                atomic_write_csv(rest, path)
-            else:
-                path.unlink()
+    with results_lock(path):
+        if path.exists():
+            old = read_failures(path)
+            rest = old[old["run_id"] != run_id]
+            if len(rest) != len(old) or not len(old):
+                if len(rest):
+                    atomic_write_csv(rest, path)
+                else:
+                    path.unlink()
 
 
 # ------------------------------------------------------------------------------------------ summaries
@@ -299,3 +454,44 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
             cells.append(str(int(r["checks failed"])))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------- one trainer per run
+OWNER = "owner.json"
+
+
+class RunBusy(Exception):
+    """Another process (maybe on another machine sharing --out) holds this run's lock: it is training it."""
+
+
+def run_owner(run_dir: Path) -> str:
+    """Who holds a run's lock, from the note the holder leaves: 'pid 123 on host h since <time>'."""
+    try:
+        o = json.loads((run_dir / OWNER).read_text())
+        return f"pid {o['pid']} on host {o['host']} since {o['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, wait: bool = False):
+    """Hold ``run_dir``'s lock while training or redoing the run: at most one process works on a run at a time.
+
+    Without ``wait`` a held lock raises :class:`RunBusy` at once; with it the call waits for the holder.
+    """
+    from filelock import Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / ".lock")
+    try:
+        lock.acquire(timeout=-1 if wait else 0)
+    except Timeout:
+        raise RunBusy(run_owner(run_dir)) from None
+    try:
+        atomic_write_text(run_dir / OWNER, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                       "since": now()}))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            (run_dir / OWNER).unlink()
+        lock.release()

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import fields, replace
 from pathlib import Path
@@ -38,15 +40,19 @@ from .plots import training_curves
 from .report import write_report
 from .results import (
     ResultsError,
+    RunBusy,
     atomic_write_csv,
     atomic_write_text,
     clear_failure,
+    damaged_runs,
     device_name,
     finished_ids,
     git_rev,
     load_runs,
     merge_run,
     record_failure,
+    run_lock,
+    run_owner,
     summarize,
     summary_markdown,
     to_frame,
@@ -59,6 +65,7 @@ from .train import (
     check_speed_options,
     checkpoint_environments,
     environment,
+    load_checkpoint,
     mixed_environments,
 )
 
@@ -174,24 +181,48 @@ def check_runs(runs: list[Experiment], args) -> None:
 
 
 def check_sizes(exp: Experiment, data: ImageData) -> None:
+    if exp.attack_samples > len(data.test_y):
+        raise UsageError(f"--attack-samples {exp.attack_samples} is larger than the test set of {exp.dataset} "
+                         f"({len(data.test_y)} images); use {len(data.test_y)} or less, or 0 for all of them")
     n_train = len(data.train_y) - int(round(exp.val_fraction * len(data.train_y)))
     if exp.batch_size > n_train:
         raise UsageError(f"batch size {exp.batch_size} is larger than the training set of {exp.dataset} "
                          f"({n_train} examples after the validation split); use --batch-size {n_train} or less")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and `timeout` send), handled like Ctrl-C: the same clean stop and message."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
         return _main(args, "python -m robustbench_mix.suite " + shlex.join(argv))
     except (UsageError, ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are in runs.csv and the current one has its last checkpoint; "
-              "run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"\n{'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'}: finished runs are in "
+              "runs.csv and the current one has its last checkpoint; run the same command again to resume",
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    except BrokenPipeError:  # e.g. --dry-run | head: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # a results file that cannot be written (disk full, permissions): no traceback
+        print(f"error: {e.__class__.__name__}: {e}; finished runs are in runs.csv, fix the cause and run the same "
+              "command again to resume", file=sys.stderr)
+        return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def speed_hint(runs: list[Experiment], on_cuda: bool, cuda_graphs: bool | str | None, compile: bool) -> str | None:
@@ -226,13 +257,39 @@ def with_surrogates(runs: list[Experiment]) -> list[Experiment]:
     return list(dict.fromkeys(out))
 
 
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a run's checkpoint holds, or None when there is none (or it is unreadable)."""
+    try:
+        return load_checkpoint(path, torch.device("cpu")).get("epoch") if path.exists() else None
+    except RunFailed:
+        return None
+
+
+def changed_data(df, runs: list[Experiment], done: set[str], datasets: dict[str, ImageData]) -> list[str]:
+    """Finished runs of this grid whose rows were measured on data with another content than now."""
+    recorded = df.drop_duplicates("run_id").set_index("run_id")["data_sha"] if len(df) else {}
+    out = []
+    for r in runs:
+        sha = recorded.get(r.run_id, "") if r.run_id in done else ""
+        if sha and sha != datasets[r.dataset].fingerprint:
+            out.append(f"{r.run_id} ({r.method} seed {r.seed} on {r.dataset}: fingerprint {sha}, now "
+                       f"{datasets[r.dataset].fingerprint})")
+    return out
+
+
 def _main(args, command: str) -> int:
     suite = suite_from_args(args)
     runs = with_surrogates(suite.expand())
     check_runs(runs, args)
     out = Path(args.out or Path("results") / suite.name)
     runs_csv, failures_csv = out / "runs.csv", out / "failures.csv"
-    done = finished_ids(runs_csv)
+    df = load_runs(runs_csv, strict=False) if runs_csv.exists() else None
+    damaged = damaged_runs(df) if df is not None else {}
+    done = (set(df["run_id"]) if df is not None else set()) - set(damaged)
+    for rid, reason in damaged.items():
+        print(f"warning: run {rid} in {runs_csv} {reason}: it is not counted as finished "
+              f"{'and will be redone' if any(r.run_id == rid for r in runs) else '(not part of this grid)'}",
+              file=sys.stderr)
     if args.dry_run:
         print(f"{len(runs)} runs in preset {suite.name!r} -> {out}")
         for r in runs:
@@ -248,11 +305,16 @@ def _main(args, command: str) -> int:
     datasets = {spec: load(spec, args.data_dir) for spec in dict.fromkeys(r.dataset for r in runs)}
     for r in runs:
         check_sizes(r, datasets[r.dataset])
+    stale = changed_data(df, runs, done, datasets) if df is not None and not args.force else []
+    if stale:
+        raise UsageError(f"{len(stale)} finished run(s) in {runs_csv} were measured on data whose content has "
+                         f"changed since: {'; '.join(stale)}. Rerun with --force to retrain them on the data as it "
+                         "is now, or use another --out")
     todo = {r.run_id for r in runs if args.force or r.run_id not in done}
-    for r in runs:  # a surrogate whose weights are gone is retrained when a target still needs it
+    for r in runs:  # a surrogate without finished weights is (re)trained when a target still needs it
         if r.surrogate_seed is not None and r.run_id in todo:
             s = surrogate_of(r)
-            if not (out / "runs" / s.run_id / CHECKPOINT).exists():
+            if checkpoint_epoch(out / "runs" / s.run_id / CHECKPOINT) != s.epochs:
                 todo.add(s.run_id)
 
     on_cuda = any(resolve_device(r.device).type == "cuda" for r in runs if r.run_id in todo)
@@ -264,21 +326,25 @@ def _main(args, command: str) -> int:
     rev = git_rev()
     failed: list[tuple[Experiment, str]] = []
     t_suite = time.perf_counter()
-    for i, exp in enumerate(runs, 1):
-        tag = (f"[{i}/{len(runs)}] {exp.run_id} {exp.method} alpha={exp.alpha:g} dropout={exp.dropout:g} "
-               f"noise={exp.noise:g} seed={exp.seed}")
-        if exp.run_id not in todo:
-            print(f"{tag}: finished earlier, skipped (--force reruns)", file=sys.stderr)
-            continue
+
+    def train_one(exp: Experiment, tag: str) -> None:
+        """Train, evaluate and record one run (its lock held): rows into runs.csv, or a failure into failures.csv."""
         run_dir = out / "runs" / exp.run_id
-        if (args.force or exp.run_id in done) and (run_dir / CHECKPOINT).exists():
-            (run_dir / CHECKPOINT).unlink()  # --force, or a surrogate retrained: start afresh
+        ckpt = run_dir / CHECKPOINT
+        # finished by another process since this one looked (a surrogate redone for its weights: when those are)
+        if not args.force and exp.run_id in finished_ids(runs_csv) and (
+                exp.run_id not in done or checkpoint_epoch(ckpt) == exp.epochs):
+            print(f"{tag}: finished by another process meanwhile, skipped", file=sys.stderr)
+            return
+        if args.force and ckpt.exists():
+            ckpt.unlink()  # --force: start afresh
         t0 = time.perf_counter()
         try:
             surrogate = None
             if exp.surrogate_seed is not None:
                 s = surrogate_of(exp)
-                surrogate = load_trained(s, datasets[s.dataset], out / "runs" / s.run_id)
+                with run_lock(out / "runs" / s.run_id, wait=True):  # another process may still train it
+                    surrogate = load_trained(s, datasets[s.dataset], out / "runs" / s.run_id)
             rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir,
                                   checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
                                   progress=not args.no_progress, surrogate=surrogate, compile=args.compile,
@@ -288,16 +354,41 @@ def _main(args, command: str) -> int:
             record_failure(failures_csv, exp, reason)
             failed.append((exp, reason))
             print(f"{tag}: FAILED: {reason}", file=sys.stderr)
-            continue
+            return
         dev = device_name(resolve_device(exp.device))
-        ckpt = run_dir / CHECKPOINT
         resumed = mixed_environments(checkpoint_environments(ckpt), exp.epochs) if ckpt.exists() else ""
-        merge_run(runs_csv, to_frame(exp, rows, device=dev, command=command, rev=rev, resumed_from=resumed))
+        merge_run(runs_csv, to_frame(exp, rows, device=dev, command=command, rev=rev, resumed_from=resumed,
+                                     data_sha=datasets[exp.dataset].fingerprint))
         clear_failure(failures_csv, exp.run_id)
         print(f"{tag}: done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
 
+    def attempt(exp: Experiment, tag: str, wait: bool) -> bool:
+        """``train_one`` under the run's lock; False when another process holds it (and not ``wait``)."""
+        try:
+            with run_lock(out / "runs" / exp.run_id, wait=wait):
+                train_one(exp, tag)
+        except RunBusy as e:
+            print(f"{tag}: being trained by {e} (another process on this --out); going on with the others and "
+                  "coming back to it at the end", file=sys.stderr)
+            return False
+        return True
+
+    busy = []
+    for i, exp in enumerate(runs, 1):
+        tag = (f"[{i}/{len(runs)}] {exp.run_id} {exp.method} alpha={exp.alpha:g} dropout={exp.dropout:g} "
+               f"noise={exp.noise:g} seed={exp.seed}")
+        if exp.run_id not in todo:
+            print(f"{tag}: finished earlier, skipped (--force reruns)", file=sys.stderr)
+        elif not attempt(exp, tag, wait=False):
+            busy.append((exp, tag))
+    for exp, tag in busy:  # the runs other processes were training: wait for them, redo any they did not finish
+        print(f"{tag}: waiting for {run_owner(out / 'runs' / exp.run_id)} to finish it", file=sys.stderr)
+        attempt(exp, tag, wait=True)
+
     if runs_csv.exists():
-        write_outputs(load_runs(runs_csv), suite, runs, out, time.perf_counter() - t_suite)
+        df = load_runs(runs_csv, strict=False)
+        write_outputs(df[~df["run_id"].isin(list(damaged_runs(df)))], suite, runs, out,
+                      time.perf_counter() - t_suite)
     if failed:
         print(f"{len(failed)} run(s) failed (details in {failures_csv}):", file=sys.stderr)
         for exp, reason in failed:

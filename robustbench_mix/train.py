@@ -8,8 +8,8 @@ once per epoch (which is also where a non-finite loss is caught).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,9 +22,11 @@ from .data import AUGMENTATIONS, Prepared
 from .errors import RunFailed, UsageError
 from .evaluate import autocast_for, curve_rows, finish, prep
 from .methods import METHODS
-from .results import device_name
+from .results import atomic_file, device_name
 
 CHECKPOINT = "checkpoint.pt"
+# a mean epoch loss this many times that of a uniform guess (ln K) is a diverged run, not a slow one
+DIVERGED = 100
 Hook = Callable[[int, torch.nn.Module], None]
 
 
@@ -45,13 +47,40 @@ def make_optimizer(model, exp):
                            weight_decay=exp.weight_decay, fused=fused or None)
 
 
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # a reader sees the old file or the new one, never half of one
+def state_digest(obj) -> str:
+    """sha256 of everything in a checkpoint: tensors by their bytes, the rest by its repr, in a fixed order."""
+    h = hashlib.sha256()
+
+    def walk(x):
+        if torch.is_tensor(x):
+            t = x.detach().cpu().contiguous().reshape(-1)
+            h.update(f"T{t.dtype}{tuple(x.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            for k in sorted(x, key=repr):
+                h.update(repr(k).encode())
+                walk(x[k])
+        elif isinstance(x, list | tuple):
+            h.update(f"L{len(x)}".encode())
+            for v in x:
+                walk(v)
+        else:
+            h.update(repr(x).encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+def save_checkpoint(state: dict, path: Path) -> None:
+    """Atomically (a reader sees the old file or the new one), with a checksum of the content that
+    :func:`load_checkpoint` verifies. A failed write (disk full, file-size limit) removes its temporary
+    file and fails the run, naming the cause."""
+    try:
+        with atomic_file(path, "wb") as f:
+            torch.save({**state, "checksum": state_digest(state)}, f)
+    except OSError as e:
+        raise RunFailed(f"could not write checkpoint {str(path)!r} ({e.strerror or e}); free space or raise the "
+                        "file-size limit, then rerun the same command to resume from the last checkpoint") from e
 
 
 def environment(device: torch.device) -> str:
@@ -74,10 +103,17 @@ def mixed_environments(environments: list[list], epochs: int) -> str:
 
 def load_checkpoint(path: Path, device: torch.device) -> dict:
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        ck = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # truncated zip, garbage bytes, wrong format: all unreadable
         raise RunFailed(f"checkpoint {str(path)!r} is unreadable ({e.__class__.__name__}: {e}); "
                         f"delete it to restart that run, or rerun with --force") from e
+    if not isinstance(ck, dict):
+        raise RunFailed(f"checkpoint {str(path)!r} is not a checkpoint of this suite; delete it or rerun with --force")
+    checksum = ck.pop("checksum", None)  # checkpoints written before 0.2.0 have none
+    if checksum is not None and state_digest(ck) != checksum:
+        raise RunFailed(f"checkpoint {str(path)!r} fails its checksum: its content changed after it was written "
+                        "(a damaged disk or copy); delete it to restart that run, or rerun with --force")
+    return ck
 
 
 @contextlib.contextmanager
@@ -262,6 +298,9 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
         ck = load_checkpoint(ckpt_path, device)
         if ck.get("run_id") != exp.run_id:
             raise RunFailed(f"checkpoint {str(ckpt_path)!r} belongs to run {ck.get('run_id')}, not {exp.run_id}")
+        if ck.get("data_sha") and data.data_sha and ck["data_sha"] != data.data_sha:
+            raise RunFailed(f"checkpoint {str(ckpt_path)!r} was trained on other data (fingerprint {ck['data_sha']}, "
+                            f"now {data.data_sha}): the data set changed; rerun with --force to start afresh")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -319,6 +358,9 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
             done = epoch + 1
             if not math.isfinite(mean_loss):
                 raise RunFailed(f"non-finite training loss ({mean_loss}) in epoch {done}")
+            if mean_loss > DIVERGED * math.log(data.num_classes):
+                raise RunFailed(f"training diverged: mean loss {mean_loss:.3g} in epoch {done}, over {DIVERGED}x the "
+                                f"loss of a uniform guess (ln {data.num_classes}); lower --lr")
             bar.set_postfix(loss=f"{mean_loss:.3f}")
             # the training loss of every epoch (already on the host); the evaluation curves every eval_every
             # epochs, except the last, which the final evaluation measures
@@ -328,13 +370,13 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
             curves += [dict(r, epoch=done) for r in rows]
             if ckpt_path is not None and (done % checkpoint_every == 0 or done == exp.epochs):
                 ckpt_path.parent.mkdir(parents=True, exist_ok=True)
-                _atomic_save({
+                save_checkpoint({
                     "run_id": exp.run_id, "epoch": done, "curves": curves,
                     "model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "generator": gen.get_state(), "numpy_rng": rng.bit_generator.state,
                     "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    "environments": environments,
+                    "environments": environments, "data_sha": data.data_sha,
                 }, ckpt_path)
             for hook in hooks:
                 hook(done, model)

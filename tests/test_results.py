@@ -26,8 +26,9 @@ def test_merge_replaces_a_runs_rows_instead_of_duplicating(tmp_path):
     merge_run(path, _frame(1, 0.8))
     merge_run(path, _frame(0, 0.95))  # the same run again (e.g. --force)
     df = load_runs(path)
-    assert not df.duplicated(KEY).any() and len(df) == 6
-    assert df[(df["seed"] == 0) & (df["epoch"] == 3) & (df["attack"] == "none")]["value"].item() == 0.95
+    assert not df.duplicated(KEY).any() and len(df) == 8  # 3 rows and the rows_in_run marker per run
+    clean = (df["metric"] == "acc") & (df["attack"] == "none")
+    assert df[(df["seed"] == 0) & (df["epoch"] == 3) & clean]["value"].item() == 0.95
 
 
 def test_summary_pools_seeds_at_the_final_epoch(tmp_path):

@@ -1,0 +1,366 @@
+"""Reliability under many writers and damaged state: each test plants the failure a hostile user found."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from robustbench_mix.config import Experiment
+from robustbench_mix.errors import RunFailed, UsageError
+from robustbench_mix.results import (
+    KEY,
+    ResultsError,
+    atomic_write_text,
+    damaged_runs,
+    load_runs,
+    merge_run,
+    neutralize,
+    record_failure,
+    to_frame,
+)
+from robustbench_mix.suite import main
+
+TINY = ["--methods", "erm", "--noise", "0", "--epochs", "1", "--eps", "8", "--attack-steps", "1", "--no-progress"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, "-m", "robustbench_mix.suite", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+# ----------------------------------------------------------------------------------------------- many writers
+def _merge(args):
+    path, seed = args
+    exp = Experiment(seed=seed, epochs=1)
+    rows = [{"epoch": 1, "split": "test", "attack": "none", "eps": 0.0, "metric": "acc", "value": 0.5 + seed / 100}]
+    merge_run(Path(path), to_frame(exp, rows, device="cpu", command="t", rev="r"))
+
+
+def test_simultaneous_merges_keep_every_run(tmp_path):
+    path = tmp_path / "runs.csv"
+    with ProcessPoolExecutor(6) as pool:
+        list(pool.map(_merge, [(str(path), s) for s in range(6)]))
+    df = load_runs(path)
+    assert sorted(df["seed"].unique()) == list(range(6)) and not df.duplicated(KEY).any()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_four_processes_on_one_out_end_with_every_run_exactly_once(tmp_path):
+    out = tmp_path / "shared"
+    # overlapping grids: every seed is asked for by two processes
+    procs = [_cli("--out", str(out), *TINY, "--seeds", s) for s in ("0,1", "1,2", "2,3", "3,0")]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [e[-2000:] for _, e in results]
+    df = load_runs(out / "runs.csv")
+    assert sorted(df["seed"].unique()) == [0, 1, 2, 3] and not df.duplicated(KEY).any()
+    assert df.groupby("run_id").size().nunique() == 1  # each run complete
+    err = "".join(e for _, e in results)
+    for rid in df["run_id"].unique():  # no run was trained twice
+        assert err.count(f"{rid} erm alpha=0 dropout=0 noise=0 seed=") and \
+            sum(f"{rid} " in line and "done in" in line for line in err.splitlines()) == 1
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_second_process_says_what_the_first_is_doing_and_waits_for_it(tmp_path, capsys):
+    from robustbench_mix.results import run_lock
+
+    args = ["--out", str(tmp_path / "r"), *TINY]
+    assert main([*args, "--dry-run"]) == 0
+    rid = capsys.readouterr().out.splitlines()[1].split()[0]
+    log = tmp_path / "err.log"
+    with run_lock(tmp_path / "r" / "runs" / rid), open(log, "w") as f:  # this process plays the first trainer
+        p = subprocess.Popen([sys.executable, "-m", "robustbench_mix.suite", *args], cwd=ROOT, stderr=f,
+                             stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        deadline = time.time() + 120
+        while "waiting for" not in log.read_text() and time.time() < deadline and p.poll() is None:
+            time.sleep(0.1)
+    assert p.wait(timeout=300) == 0, log.read_text()[-2000:]
+    err = log.read_text()
+    assert f"being trained by pid {os.getpid()} on host" in err and "waiting for" in err
+    assert load_runs(tmp_path / "r" / "runs.csv")["run_id"].nunique() == 1
+
+
+def test_temporary_names_are_unique_and_a_failed_write_leaves_none(tmp_path, monkeypatch):
+    from robustbench_mix.results import temporary_name
+
+    target = tmp_path / "x.csv"
+    assert temporary_name(target) != temporary_name(target)
+    atomic_write_text(target, "old")
+
+    def full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space"):
+        atomic_write_text(target, "new")
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["x.csv"]
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_the_run_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    from robustbench_mix.train import save_checkpoint
+
+    def too_big(fd):
+        raise OSError(27, "File too large")
+
+    monkeypatch.setattr(os, "fsync", too_big)
+    with pytest.raises(RunFailed, match="could not write checkpoint .*File too large"):
+        save_checkpoint({"epoch": 1, "w": torch.zeros(3)}, tmp_path / "checkpoint.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- data identity
+def _folder(root: Path, n=12):
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c, base in (("a", 40), ("b", 200)):
+            (root / split / c).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = np.clip(base + rng.integers(-20, 20, (8, 8, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(root / split / c / f"{i}.png")
+
+
+def test_a_changed_image_folder_is_not_reported_with_the_old_numbers(tmp_path, capsys):
+    root = tmp_path / "imgs"
+    _folder(root)
+    args = ["--dataset", f"imagefolder:{root}", "--model", "mlp", "--batch-size", "8", "--epochs", "2",
+            "--eps", "8", "--attack-steps", "1", "--methods", "erm", "--noise", "0", "--no-progress",
+            "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    (root / "test" / "a").rename(root / "test" / "tmp")  # swap the test classes
+    (root / "test" / "b").rename(root / "test" / "a")
+    (root / "test" / "tmp").rename(root / "test" / "b")
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "measured on data whose content has changed" in err and "--force" in err
+    assert main([*args, "--force"]) == 0
+
+
+def test_sixteen_bit_png_is_scaled_not_saturated(tmp_path):
+    from robustbench_mix.data import _decode
+
+    a = np.full((4, 4), 32768, dtype=np.uint16)
+    Image.fromarray(a).save(tmp_path / "x.png")
+    img = _decode(tmp_path / "x.png")
+    assert img.shape == (4, 4, 3) and (img == 128).all()
+
+
+def test_image_cache_that_is_wrong_or_truncated_is_rebuilt(tmp_path):
+    from robustbench_mix.data import load_image_folder
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _folder(a)
+    _folder(b, n=12)
+    for p in (b / "train" / "a").iterdir():  # other content, same layout
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(p)
+    cache = tmp_path / "cache"
+    real_b = load_image_folder(str(b), cache)
+    real_a = load_image_folder(str(a), cache)
+    ca = next(cache.glob("imagefolder-a-*.npz"))
+    cb = next(cache.glob("imagefolder-b-*.npz"))
+    shutil.copy(cb, ca)  # a valid cache of other data under a's name
+    assert torch.equal(load_image_folder(str(a), cache).train_x, real_a.train_x)
+    ca.write_bytes(ca.read_bytes()[:200])  # truncated
+    assert torch.equal(load_image_folder(str(a), cache).train_x, real_a.train_x)
+    assert not torch.equal(real_a.train_x, real_b.train_x)
+
+
+def test_a_decompression_bomb_is_refused_before_decoding_naming_the_file(tmp_path):
+    from robustbench_mix.data import MAX_PIXELS, _decode
+
+    side = int(MAX_PIXELS ** 0.5) + 1
+    Image.new("L", (side, side)).save(tmp_path / "bomb.png")
+    with pytest.raises(UsageError, match=r"bomb.png' is \d+x\d+ pixels, more than"):
+        _decode(tmp_path / "bomb.png")
+
+
+# ------------------------------------------------------------------- errors: refused before training, or a run's
+def test_attack_samples_larger_than_the_test_set_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    import robustbench_mix.suite as suite
+
+    monkeypatch.setattr(suite, "run_experiment", lambda *a, **k: pytest.fail("training started"))
+    assert main(["--out", str(tmp_path), *TINY, "--attack-samples", "100000"]) == 2
+    assert "--attack-samples 100000 is larger than the test set of digits (497 images)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag,value", [("--seeds", "-1"), ("--seeds", str(2**40)), ("--surrogate-seed", "-5")])
+def test_negative_or_huge_seeds_are_refused(tmp_path, capsys, flag, value):
+    assert main(["--out", str(tmp_path), *TINY, f"{flag}={value}"]) == 2
+    assert "outside [0, 2**32)" in capsys.readouterr().err
+
+
+def test_nan_outputs_at_evaluation_fail_that_run_with_a_reason():
+    from robustbench_mix.evaluate import clean_metrics
+
+    with pytest.raises(RunFailed, match="not finite at evaluation"):
+        clean_metrics(torch.full((4, 10), float("nan")), torch.zeros(4, dtype=torch.long))
+
+
+def test_an_empty_failures_file_is_rewritten(tmp_path):
+    path = tmp_path / "failures.csv"
+    path.write_text("")
+    record_failure(path, Experiment(), "boom")
+    assert list(pd.read_csv(path)["reason"]) == ["boom"]
+
+
+def test_a_diverging_run_fails_with_the_reason(tmp_path, capsys, monkeypatch):
+    import robustbench_mix.train as train
+
+    monkeypatch.setattr(train, "DIVERGED", 1e-6)  # any loss now counts as diverged
+    assert main(["--out", str(tmp_path), *TINY, "--methods", "erm,mixup"]) == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "2 run(s) failed" in err
+
+
+def _finished(tmp_path):
+    args = ["--out", str(tmp_path), *TINY]
+    assert main(args) == 0
+    return args, tmp_path / "runs.csv"
+
+
+def _set_first_test_acc(path, value):
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    i = df.index[(df["split"] == "test") & (df["attack"] == "none") & (df["metric"] == "acc")][0]
+    df.loc[i, "value"] = value
+    df.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda p: p.write_text("".join(line for i, line in enumerate(p.read_text().splitlines(keepends=True))
+                                    if i not in (3, 4))), r"has \d+ of its \d+ rows"),
+    (lambda p: _set_first_test_acc(p, "nan"), "impossible value nan"),
+    (lambda p: _set_first_test_acc(p, "7.5"), "impossible value 7.5"),
+    (lambda p: _set_first_test_acc(p, "inf"), "impossible value inf"),
+])
+def test_a_damaged_run_is_reported_and_redone(tmp_path, capsys, damage, reason):
+    args, path = _finished(tmp_path)
+    good = load_runs(path).set_index(KEY)["value"].sort_index()
+    damage(path)
+    with pytest.raises(ResultsError, match=reason):
+        load_runs(path)
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "it is not counted as finished and will be redone" in capsys.readouterr().err
+    redone = load_runs(path).set_index(KEY)["value"].sort_index()
+    pd.testing.assert_series_equal(redone, good)  # the CPU is deterministic
+
+
+def test_a_checkpoint_with_flipped_bits_in_its_weights_is_refused(tmp_path, capsys):
+    args, _ = _finished(tmp_path)
+    ck = next(tmp_path.glob("runs/*/checkpoint.pt"))
+    state = torch.load(ck, weights_only=True)
+    w = max(state["model"].values(), key=lambda t: t.numel()).contiguous().numpy().tobytes()
+    raw = bytearray(ck.read_bytes())
+    at = raw.find(w[:64])
+    assert at > 0
+    raw[at + 10] ^= 0x04
+    ck.write_bytes(bytes(raw))
+    from robustbench_mix.train import load_checkpoint
+
+    with pytest.raises(RunFailed, match="fails its checksum"):
+        load_checkpoint(ck, torch.device("cpu"))
+
+
+def test_results_files_with_broken_text_name_the_file_and_line(tmp_path):
+    _, path = _finished(tmp_path)
+    text = path.read_text()
+    lines = text.splitlines()
+    bad_json = "\n".join([lines[0], lines[1].replace('{""alpha""', '{""alpha""::', 1), *lines[2:]]) + "\n"
+    path.write_text(bad_json)
+    with pytest.raises(ResultsError, match="line 2, column 'config' is not a valid experiment"):
+        load_runs(path)
+    path.write_bytes(text.encode()[:50] + b"\xff\xfe" + text.encode()[50:])
+    with pytest.raises(ResultsError, match="not UTF-8"):
+        load_runs(path)
+
+
+def test_spreadsheet_formulas_in_a_results_file_are_refused_and_neutralized_where_written(tmp_path):
+    _, path = _finished(tmp_path)
+    text = path.read_text().replace(",erm,", ",=cmd|' /C calc'!A0,", 1)
+    path.write_text(text)
+    with pytest.raises(ResultsError, match="column 'method' holds \"=cmd"):
+        load_runs(path)
+    assert neutralize("=1+1") == "'=1+1" and neutralize("@SUM(A1)") == "'@SUM(A1)" and neutralize("erm") == "erm"
+
+
+def test_a_dollar_sign_in_a_name_does_not_break_the_plots(tmp_path):
+    from robustbench_mix.plots import robust_accuracy
+
+    exp = Experiment(dataset="imagefolder:my$data", epochs=1)
+    rows = [{"epoch": 1, "split": "test", "attack": "fgsm", "eps": e, "metric": "acc", "value": 0.9 - e}
+            for e in (0.0, 0.03)]
+    assert robust_accuracy(to_frame(exp, rows, device="cpu", command="t", rev="r"), tmp_path / "r.png").exists()
+
+
+def test_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):
+    p = subprocess.run(f"{sys.executable} -m robustbench_mix.suite --preset table2-cpu --out {tmp_path} --dry-run "
+                       "| head -n 1", shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.stdout.startswith("39 runs") or p.stdout.strip()
+    assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr
+
+
+# ------------------------------------------------------------------------------------------------- interrupts
+def test_sigterm_stops_with_the_resume_message(tmp_path):
+    out = tmp_path / "t"
+    p = _cli("--out", str(out), "--methods", "erm", "--noise", "0", "--epochs", "200", "--eps", "8",
+             "--attack-steps", "1", "--no-progress")
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/checkpoint.pt")) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM)" in err and "run the same command again to resume" in err
+    assert "Traceback" not in err
+
+
+def test_a_surrogate_left_partial_by_an_interrupted_force_rerun_is_retrained(tmp_path, capsys):
+    from robustbench_mix.config import surrogate_of
+    from robustbench_mix.data import load_digits
+    from robustbench_mix.runner import run_experiment
+    from robustbench_mix.suite import build_parser, suite_from_args
+
+    common = ["--preset", "table3-cpu", "--out", str(tmp_path), "--epochs", "2", "--attack-steps", "1", "--eps", "8",
+              "--methods", "erm", "--no-progress"]
+    args = [*common, "--seeds", "0"]
+    assert main(args) == 0
+    target, = suite_from_args(build_parser().parse_args(args)).expand()
+    sur = surrogate_of(target)
+
+    class Stop(Exception):
+        pass
+
+    def stop(epoch, model):
+        raise Stop()
+
+    ck = tmp_path / "runs" / sur.run_id / "checkpoint.pt"
+    ck.unlink()  # what --force does first, then Ctrl-C after one epoch
+    with pytest.raises(Stop):
+        run_experiment(sur, load_digits(None), run_dir=ck.parent, progress=False, hooks=(stop,))
+    capsys.readouterr()
+    assert main([*common, "--seeds", "1"]) == 0  # a new target needs the surrogate
+    assert "has not finished training" not in capsys.readouterr().err
+
+
+def test_damaged_runs_lists_lost_rows_and_impossible_values():
+    exp = Experiment(epochs=1)
+    rows = [{"epoch": 1, "split": "test", "attack": "none", "eps": 0.0, "metric": m, "value": v}
+            for m, v in (("acc", 0.9), ("nll", 0.3))]
+    df = to_frame(exp, rows, device="cpu", command="t", rev="r")
+    assert damaged_runs(df) == {}
+    assert "has 2 of its 3 rows" in damaged_runs(df.iloc[1:])[exp.run_id]
+    bad = df.copy()
+    bad.loc[0, "value"] = 1.5
+    assert "impossible value 1.5" in damaged_runs(bad)[exp.run_id]

@@ -4,14 +4,17 @@ From the repository root, with a clean working tree (the rows record the git rev
 
     python results/reference/regenerate.py [NAME ...]      # default: all four
 
-Each directory is emptied but for its README.md, the suite is run into it (timed), and the README's text
-between the command block and the 'Files:' line is rewritten from the rows' own provenance.
+Each directory is emptied but for its README.md (its runs/ checkpoints too, so every run trains), the suite
+is run into it (timed), and the README's text between the command block and the 'Files:' line is rewritten
+from the rows' own provenance.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -38,8 +41,10 @@ def cpu_model() -> str:
 
 def regenerate(name: str) -> None:
     out = HERE / name
-    for p in out.iterdir():
-        if p.is_file() and p.name != "README.md":
+    for p in out.iterdir():  # everything but the README, the (ignored) checkpoints of an earlier run included
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.name != "README.md":
             p.unlink()
     cmd = ["python", "-m", "robustbench_mix.suite", *COMMANDS[name], "--out", f"results/reference/{name}"]
     t0 = time.perf_counter()
@@ -47,9 +52,11 @@ def regenerate(name: str) -> None:
                    stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - t0
     df = pd.read_csv(out / "runs.csv", dtype=str, keep_default_na=False)
-    files = ", ".join(f"`{p.name}`" for p in sorted(out.iterdir()) if p.is_file() and p.name != "README.md")
+    files = ", ".join(f"`{p.name}`" for p in sorted(out.iterdir())
+                      if p.is_file() and p.name != "README.md" and not p.name.startswith("."))
     text = (f"```\n{shlex.join(cmd)}\n```\n\n"
-            f"on {', '.join(sorted(set(df['device'])))} (a {cpu_model()} virtual machine, torch CPU kernels "
+            f"on {', '.join(sorted(set(df['device'])))} (a virtual machine with {os.cpu_count()} {cpu_model()} cores, "
+            "torch CPU kernels "
             f"{torch.backends.cpu.get_cpu_capability()}, no GPU), torch {', '.join(sorted(set(df['torch'])))}, git "
             f"revision {', '.join(sorted(set(df['git_rev'])))}, in {seconds:.1f} s wall time "
             f"({df['run_id'].nunique()} runs). Rerunning the command on the same kind of machine with the same "

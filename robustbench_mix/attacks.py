@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,8 +18,33 @@ import torch.nn.functional as F
 from .errors import UsageError
 from .registry import Registry
 
-ATTACKS: Registry = Registry("attack")
 LOSSES = ("ce", "margin")
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An attack and the traits the evaluation and the sanity checks ask about: ``random_start`` (restarts
+    make sense, and the gradient-masking check at a large epsilon runs it), ``iterative`` (it must be at
+    least as strong as FGSM). Calling it runs the attack."""
+
+    fn: Callable[..., torch.Tensor]
+    random_start: bool
+    iterative: bool
+
+    def __call__(self, model, x, y, eps, steps=10, step_size=None, loss="ce"):
+        return self.fn(model, x, y, eps, steps=steps, step_size=step_size, loss=loss)
+
+
+ATTACKS: Registry[Attack] = Registry("attack")
+
+
+def register_attack(name: str, *, random_start: bool, iterative: bool):
+    """Register ``fn`` as attack ``name`` with its traits; the function itself stays importable."""
+    def deco(fn):
+        ATTACKS.register(name)(Attack(fn, random_start, iterative))
+        return fn
+
+    return deco
 
 
 def attack_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
@@ -39,7 +66,7 @@ def project(x_adv, x, eps):
     return torch.clamp(x + torch.clamp(x_adv - x, -eps, eps), 0.0, 1.0)
 
 
-@ATTACKS.register("fgsm")
+@register_attack("fgsm", random_start=False, iterative=False)
 def fgsm(model, x, y, eps, steps=1, step_size=None, loss="ce"):
     """Goodfellow et al. (2015): one signed-gradient step of size eps."""
     return torch.clamp(x + eps * input_grad(model, x, y, loss).sign(), 0.0, 1.0).detach()
@@ -54,26 +81,23 @@ def _iterate(model, x, y, eps, steps, step_size, loss, random_start):
     return x_adv
 
 
-@ATTACKS.register("ifgsm")
+@register_attack("ifgsm", random_start=False, iterative=True)
 def ifgsm(model, x, y, eps, steps=10, step_size=None, loss="ce"):
     """Iterative FGSM / BIM (Kurakin et al., 2017), the paper's 'I-FGSM': no random start."""
     return _iterate(model, x, y, eps, steps, step_size, loss, random_start=False)
 
 
-@ATTACKS.register("pgd")
+@register_attack("pgd", random_start=True, iterative=True)
 def pgd(model, x, y, eps, steps=10, step_size=None, loss="ce"):
     """PGD (Madry et al., 2018): uniform random start in the eps-ball, then projected signed steps."""
     return _iterate(model, x, y, eps, steps, step_size, loss, random_start=True)
 
 
-@ATTACKS.register("pgd_margin")
+@register_attack("pgd_margin", random_start=True, iterative=True)
 def pgd_margin(model, x, y, eps, steps=10, step_size=None, loss="margin"):
     """PGD on the Carlini-Wagner margin: soft-target training (mixup) can flatten CE without adding
     robustness, so report the stronger of the two (the ``worst`` rows)."""
     return _iterate(model, x, y, eps, steps, step_size, "margin", random_start=True)
-
-
-RANDOM_START = {"pgd", "pgd_margin"}
 
 
 def check_attack_name(name: str) -> None:
@@ -112,8 +136,13 @@ def _torchattacks_fn(name: str):
     return run
 
 
-def get_attack(name: str):
-    return _torchattacks_fn(name[3:]) if name.startswith("ta:") else ATTACKS.get(name)
+def get_attack(name: str) -> Attack:
+    """The registered attack, or a torchattacks one (``ta:NAME``) with its traits read from its signature."""
+    if not name.startswith("ta:"):
+        return ATTACKS.get(name)
+    params = inspect.signature(torchattacks_class(name[3:])).parameters
+    random_start = "random_start" in params and params["random_start"].default is True
+    return Attack(_torchattacks_fn(name[3:]), random_start=random_start, iterative="steps" in params)
 
 
 def default_step_size(eps: float, steps: int) -> float:

@@ -28,6 +28,7 @@ import torch
 from .config import PRECISIONS, Experiment, split_list
 from .data import AUGMENTATIONS, Prepared, augment_for
 from .evaluate import attack_correct, autocast_for, prep
+from .methods import METHODS
 from .models import build
 from .results import atomic_write_csv, atomic_write_text, device_name, git_rev, now
 from .runner import resolve_device
@@ -127,7 +128,7 @@ def suite_trainer(model_name, shape, classes, batch, steps, device, method, comp
     data = Prepared(train_x=x, train_y=y, train_true_y=y, corrupted=torch.zeros_like(y, dtype=torch.bool),
                     val_x=empty, val_y=y[:0], test_x=x[:batch], test_y=y[:batch], num_classes=classes,
                     augment=augment_for(shape), corrupted_index=np.arange(0))
-    exp = Experiment(model=model_name, method=method, alpha=1.0 if method == "mixup" else 0.0, epochs=2,
+    exp = Experiment(model=model_name, method=method, alpha=1.0 if METHODS.get(method).uses_alpha else 0.0, epochs=2,
                      batch_size=batch, lr=0.01, schedule="constant", attacks=())
     model = bench_model(model_name, shape, classes, device, channels_last=device.type == "cuda")
     ends: list[float] = []

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
+from .attacks import get_attack
+
 TOL = 0.01  # accuracy tolerance (1 percentage point) for comparisons between attacks and epsilons
 LARGE_EPS_MAX_ACC = 0.10  # "near zero" at check_eps
-ITERATIVE = ("ifgsm", "pgd", "pgd_margin")
 
 
 def _check(name: str, ok: bool, eps: float = 0.0) -> dict:
@@ -45,7 +46,7 @@ def check_rows(rows: list[dict], exp) -> list[dict]:
         es = sorted(curve)
         pairs = zip(es, es[1:], strict=False)
         out.append(_check(f"monotone_in_eps:{a}", all(curve[j] <= curve[i] + TOL for i, j in pairs)))
-        if a in ITERATIVE and "fgsm" in acc:
+        if get_attack(a).iterative and "fgsm" in acc:
             common = [e for e in curve if e in acc["fgsm"] and e > 0]
             out.append(_check(f"stronger_than_fgsm:{a}", all(curve[e] <= acc["fgsm"][e] + TOL for e in common)))
         bb = acc.get(f"bb:{a}")

@@ -19,6 +19,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import UsageError
+from .methods import run_label
 from .results import ResultsError, atomic_write_csv, atomic_write_text, config_key, headline, last_epoch, load_results
 
 
@@ -60,10 +61,8 @@ def per_seed(df: pd.DataFrame) -> pd.DataFrame:
 
 def describe(key: str) -> str:
     d = json.loads(key)
-    s = f"{d['dataset']} {d['model']} {d['method']}"
-    s += f" α={d['alpha']:g}" if d["method"] == "mixup" else ""
-    s += f" drop={d['dropout']:g}" if d["dropout"] else ""
-    return s + f" noise={d['noise']:g} ep={d['epochs']}"
+    return f"{d['dataset']} {d['model']} {run_label(d['method'], d['alpha'], d['dropout'])} noise={d['noise']:g} " \
+           f"ep={d['epochs']}"
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:

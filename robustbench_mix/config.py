@@ -194,7 +194,7 @@ class Suite:
     tables: tuple[str, ...] = ("robust",)
 
     def expand(self) -> list[Experiment]:
-        from .methods import USES_ALPHA
+        from .methods import METHODS
 
         if not self.seeds:
             raise UsageError("the seed list is empty; give at least one seed, e.g. --seeds 0")
@@ -208,7 +208,7 @@ class Suite:
                 raise UsageError(f"preset {self.name!r} has no methods for noise {p:g} (it defines "
                                  f"{', '.join(f'{q:g}' for q in per_noise)}); name them with --methods")
             for v, s in itertools.product(variants, self.seeds):
-                alpha = v.alpha if v.method in USES_ALPHA else 0.0
+                alpha = v.alpha if METHODS.get(v.method).uses_alpha else 0.0
                 runs.append(replace(self.base, preset=self.name, method=v.method, alpha=alpha,
                                     dropout=v.dropout, noise=p, seed=s))
         unique = list(dict.fromkeys(runs))  # e.g. erm listed with two alphas is one run

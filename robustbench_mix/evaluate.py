@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import RANDOM_START, default_step_size, frozen_eval, get_attack, input_grad
+from .attacks import default_step_size, frozen_eval, get_attack, input_grad
 from .checks import check_rows
 from .data import Prepared, to_float
 from .errors import RunFailed
@@ -138,7 +138,7 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps:
     fn = get_attack(attack)
     eps = e255 / 255.0
     ss = (step_size / 255.0) if step_size else default_step_size(eps, steps)
-    if attack not in RANDOM_START or crafter is not target:
+    if not fn.random_start or crafter is not target:
         restarts = 1  # a transfer attack must not pick its restart by looking at the target
     amp = autocast_for(y.device, precision)
     top1 = torch.ones(len(y), dtype=torch.bool, device=y.device)
@@ -196,7 +196,7 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
     worst = {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in exp.eps}
     jobs = []  # (attack, eps, crafter): white-box at 0, each eps and the check eps; black-box at each eps
     for a in exp.attacks:
-        extra = {exp.check_eps} if exp.check_eps and a in RANDOM_START else set()
+        extra = {exp.check_eps} if exp.check_eps and get_attack(a).random_start else set()
         jobs += [(a, e, model) for e in sorted({0.0, *exp.eps} | extra)]
         jobs += [(a, e, surrogate) for e in exp.eps] if surrogate is not None else []
     for a, e, crafter in tqdm(jobs, desc="attacks", unit="attack", leave=False, disable=None if progress else True):

@@ -24,8 +24,14 @@ LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Method:
+    """``draw`` and ``apply`` (see the module's docstring), and the traits other modules ask about instead
+    of naming methods: ``uses_alpha`` (alpha is a grid axis for it and part of its label; recorded as 0
+    otherwise) and ``title`` (how tables and plots name it)."""
+
     draw: Callable[..., tuple]
     apply: Callable[..., tuple[torch.Tensor, LossFn]]
+    uses_alpha: bool = False
+    title: str = ""
 
     def __call__(self, x, y, alpha, num_classes, rng, generator) -> tuple[torch.Tensor, LossFn]:
         """Draw and apply for one batch (the eager training step)."""
@@ -33,8 +39,14 @@ class Method:
 
 
 METHODS: Registry[Method] = Registry("method")
-# Methods whose behaviour depends on --alpha; for the others alpha is recorded as 0.
-USES_ALPHA = {"mixup"}
+
+
+def run_label(method: str, alpha: float, dropout: float) -> str:
+    """The one way a run's method is named: 'ERM', 'mixup (α=1)', 'mixup (α=8) + dropout (p=0.3)'."""
+    m = METHODS.get(method)
+    s = m.title or method
+    s += f" (α={alpha:g})" if m.uses_alpha else ""
+    return s + (f" + dropout (p={dropout:g})" if dropout else "")
 
 
 def no_draws(n, alpha, rng, generator, device) -> tuple:
@@ -45,7 +57,7 @@ def erm_apply(x, y, num_classes) -> tuple[torch.Tensor, LossFn]:
     return x, lambda out: F.cross_entropy(out, y)
 
 
-erm = METHODS.register("erm")(Method(no_draws, erm_apply))
+erm = METHODS.register("erm")(Method(no_draws, erm_apply, title="ERM"))
 
 
 def mixup_lambda(alpha: float, rng: np.random.Generator) -> float:
@@ -81,4 +93,4 @@ def mixup_apply(x, y, num_classes, lam, perm) -> tuple[torch.Tensor, LossFn]:
     return mix(x, y, lam, perm)
 
 
-mixup = METHODS.register("mixup")(Method(mixup_draw, mixup_apply))
+mixup = METHODS.register("mixup")(Method(mixup_draw, mixup_apply, uses_alpha=True, title="mixup"))

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from .methods import run_label  # noqa: E402
 from .results import atomic_write_bytes, last_epoch  # noqa: E402
 
 
@@ -20,9 +21,7 @@ def plain(text: str) -> str:
 
 
 def label(r) -> str:
-    s = plain(r["method"]) + (f" α={r['alpha']:g}" if r["method"] == "mixup" else "")
-    s += f" drop={r['dropout']:g}" if r["dropout"] else ""
-    return s + f", noise {r['noise']:g}"
+    return plain(run_label(r["method"], r["alpha"], r["dropout"])) + f", noise {r['noise']:g}"
 
 
 def save(fig, path: Path) -> Path:

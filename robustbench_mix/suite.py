@@ -146,7 +146,7 @@ def suite_from_args(args) -> Suite:
         methods = (split_list(args.methods, "--methods") if args.methods
                    else list(dict.fromkeys(v.method for v in known)))
         alphas = parse_numbers(args.alpha, "--alpha") if args.alpha else tuple(
-            dict.fromkeys(v.alpha for v in known if v.method == "mixup")) or (1.0,)
+            dict.fromkeys(v.alpha for v in known if METHODS.get(v.method).uses_alpha)) or (1.0,)
         drops = parse_numbers(args.dropout, "--dropout") if args.dropout else (0.0,)
         variants = tuple(Variant(m, a, d) for m in methods for a in alphas for d in drops)
         by_noise = ()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import SURROGATE_SUFFIX, fmt_eps
+from .methods import run_label
 from .plots import robust_accuracy, training_curves
 from .registry import Registry
 from .results import atomic_write_csv, atomic_write_text, clean_curve, config_fields, last_epoch
@@ -17,17 +18,10 @@ from .results import atomic_write_csv, atomic_write_text, clean_curve, config_fi
 TABLES: Registry = Registry("table")
 
 
-def variant_label(method: str, alpha: float, dropout: float) -> str:
-    s = "ERM" if method == "erm" else method
-    if method == "mixup":
-        s += f" (α={alpha:g})"
-    return s + (f" + dropout (p={dropout:g})" if dropout else "")
-
-
 def _label_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Name each run's variant; black-box surrogates are auxiliary runs and are left out of the tables."""
     df = df[~df["preset"].str.endswith(SURROGATE_SUFFIX)]
-    return df.assign(variant=[variant_label(m, a, d) for m, a, d in
+    return df.assign(variant=[run_label(m, a, d) for m, a, d in
                               zip(df["method"], df["alpha"], df["dropout"], strict=True)])
 
 

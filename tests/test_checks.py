@@ -5,7 +5,7 @@ from dataclasses import replace
 import torch
 from conftest import linear_model
 
-from robustbench_mix.attacks import ATTACKS, fgsm, frozen_eval
+from robustbench_mix.attacks import ATTACKS, Attack, fgsm, frozen_eval
 from robustbench_mix.checks import check_rows
 from robustbench_mix.config import Experiment
 from robustbench_mix.data import prepare, to_float
@@ -51,9 +51,21 @@ def test_checks_flag_an_attack_that_leaves_the_epsilon_ball(trained, monkeypatch
     def sloppy(model, x, y, eps, steps=1, step_size=None, loss="ce"):
         return torch.clamp(x + 2 * eps * fgsm(model, x, y, eps).sub(x).sign(), 0, 1)
 
-    monkeypatch.setitem(ATTACKS._items, "sloppy", sloppy)
+    monkeypatch.setitem(ATTACKS._items, "sloppy", Attack(sloppy, random_start=False, iterative=False))
     checks = _checks(model, data, replace(EXP, attacks=("sloppy",)))
     assert checks["in_ball:sloppy"] == 0.0
+
+
+def test_a_new_attack_is_checked_by_the_traits_it_declares(trained, monkeypatch):
+    model, data = trained
+
+    def lazy(model, x, y, eps, steps=1, step_size=None, loss="ce"):  # an 'iterative' attack that does nothing
+        return x.clone()
+
+    monkeypatch.setitem(ATTACKS._items, "lazy", Attack(lazy, random_start=True, iterative=True))
+    checks = _checks(model, data, replace(EXP, attacks=("fgsm", "lazy")))
+    assert checks["stronger_than_fgsm:lazy"] == 0.0  # iterative: must beat FGSM, and it does not
+    assert checks["large_eps_breaks:lazy"] == 0.0  # random start: run at the check epsilon, where it fails
 
 
 def test_checks_flag_accuracy_rising_with_epsilon_and_blackbox_stronger_than_whitebox():

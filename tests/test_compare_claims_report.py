@@ -48,8 +48,8 @@ def test_compare_aligns_shuffled_rows_and_reports_missing_configurations():
     row = table[(table["metric"] == "test acc")].iloc[0]
     assert row["a_mean"] == pytest.approx(0.91) and row["b_mean"] == pytest.approx(0.81)
     assert row["diff"] == pytest.approx(-0.10) and row["ci95_low"] < -0.10 < row["ci95_high"]
-    assert only_a == ["cifar10 preact_resnet18 mixup α=1 noise=0 ep=200"]
-    assert only_b == ["cifar10 preact_resnet18 erm noise=0.2 ep=200"]
+    assert only_a == ["cifar10 preact_resnet18 mixup (α=1) noise=0 ep=200"]
+    assert only_b == ["cifar10 preact_resnet18 ERM noise=0.2 ep=200"]
 
 
 def test_welch_interval_matches_a_hand_computation():

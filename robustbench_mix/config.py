@@ -123,14 +123,19 @@ def validate(exp: Experiment) -> None:
     """Raise UsageError naming the bad value and what is allowed. Cheap: no data is loaded here."""
     from .attacks import check_attack_name
     from .methods import METHODS
-    from .models import MODELS
+    from .models import MIX_POINTS, MODELS
 
     MODELS.get(exp.model)
-    METHODS.get(exp.method)
+    method = METHODS.get(exp.method)
     for a in exp.attacks:
         check_attack_name(a)
+    problem = method.check(exp.alpha) if method.uses_alpha else None
     checks = [
-        (exp.alpha >= 0, f"alpha {exp.alpha} is negative; mixup needs alpha >= 0 (0 = no mixing)"),
+        (problem is None, f"method {exp.method}: {problem}"),
+        (exp.alpha >= 0, f"alpha {exp.alpha} is negative; the methods' parameters are >= 0"),
+        (not method.mixes_hidden or len(MIX_POINTS.get(exp.model, ())) >= 3,
+         f"method {exp.method} mixes hidden states, and model {exp.model} declares no mixing points "
+         f"(models.MIX_POINTS); models that do: {', '.join(MIX_POINTS)}"),
         (0 <= exp.noise < 1, f"noise {exp.noise} is outside [0, 1): it is the fraction of corrupted labels"),
         (0 <= exp.dropout < 1, f"dropout {exp.dropout} is outside [0, 1)"),
         (exp.epochs >= 1, f"epochs {exp.epochs} must be at least 1"),
@@ -250,6 +255,10 @@ TABLE2_BY_NOISE = (
     (0.8, _table2_variants(32.0, 0.8, (8.0, 0.3))),
 )
 TABLE3_ATTACKS = ("fgsm", "ifgsm", "pgd", "pgd_margin")
+# Every method at the parameter its paper uses on CIFAR: mixup alpha=1 (Zhang et al.), manifold mixup alpha=2
+# (Verma et al.), CutMix alpha=1 (Yun et al.), label smoothing epsilon=0.1 (Szegedy et al.).
+ALL_METHODS = (Variant("erm"), Variant("mixup", alpha=1.0), Variant("manifold_mixup", alpha=2.0),
+               Variant("cutmix", alpha=1.0), Variant("label_smoothing", alpha=0.1))
 
 PRESETS: dict[str, Suite] = {
     s.name: s
@@ -280,6 +289,17 @@ PRESETS: dict[str, Suite] = {
               replace(_paper_cifar("cifar10"), attacks=TABLE3_ATTACKS, eps=(4.0, 8.0), surrogate_seed=100,
                       attack_samples=0),
               ERM_MIXUP, tables=("table3", "robust")),
+        Suite("methods-cpu", "every method on digits (CPU): ERM, mixup (alpha=1), manifold mixup (alpha=2), CutMix "
+              "(alpha=1), label smoothing (epsilon=0.1); clean and 40% corrupted labels; FGSM and PGD white-box "
+              "and black-box (ERM surrogate, seed 100); 3 seeds",
+              Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4,
+                         schedule="cosine", eps=(2.0, 8.0, 16.0), surrogate_seed=100),
+              ALL_METHODS, noise=(0.0, 0.4), seeds=(0, 1, 2)),
+        Suite("methods-cifar10", "every method on CIFAR-10 (GPU): PreAct ResNet-18 with the paper's CIFAR recipe, the "
+              "five methods of methods-cpu, clean and 40% corrupted labels, FGSM, I-FGSM and PGD at 4 and 8/255, "
+              "white-box and black-box (ERM surrogate, seed 100); 3 seeds",
+              replace(_paper_cifar("cifar10"), attacks=("fgsm", "ifgsm", "pgd"), eps=(4.0, 8.0), surrogate_seed=100),
+              ALL_METHODS, noise=(0.0, 0.4), seeds=(0, 1, 2)),
         Suite("table3-cpu", "Table 3's protocol on digits (CPU): ERM vs mixup, FGSM/I-FGSM/PGD white-box and "
               "black-box",
               Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4,

@@ -22,10 +22,23 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+# Each model's mixing points for manifold mixup (Verma et al., 2019: for PreAct ResNet the input, after the
+# first stage and after the second), as module names in the built model (None: the input itself). A method
+# hooks the named module's output, so no model needs a second copy of its forward.
+MIX_POINTS = {
+    "mlp": (None, "1.3", "1.6"),  # after each hidden layer (its dropout)
+    "cnn": (None, "1.2", "1.6"),  # after the first block, after the second block and its pooling
+    "preact_resnet18": (None, "1.layers.1", "1.layers.3"),  # after stages 1 and 2 (two blocks each)
+    "wrn28_10": (None, "1.layers.3", "1.layers.7"),  # after stages 1 and 2 (four blocks each)
+}
+
+
 def build(name: str, *, in_shape: tuple[int, int, int], num_classes: int, mean, std,
           dropout: float = 0.0) -> nn.Module:
     body = MODELS.get(name)(in_shape=in_shape, num_classes=num_classes, dropout=dropout)
-    return nn.Sequential(Normalize(mean, std), body)
+    model = nn.Sequential(Normalize(mean, std), body)
+    model.mix_points = MIX_POINTS.get(name, ())
+    return model
 
 
 @MODELS.register("mlp")

@@ -322,10 +322,8 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     def train_step(idx, aug, draws) -> torch.Tensor:
         """One SGD step on the batch ``idx`` with the given random draws; returns the detached loss."""
         x = prep(augment.apply(data.train_x[idx], *aug))
-        inputs, loss_fn = method.apply(x, data.train_y[idx], data.num_classes, *draws)
         with autocast_for(device, cache=not graph_step):  # cached casts cannot be graphed
-            out = train_model(inputs)
-        loss = loss_fn(out.float())
+            loss = method.loss(train_model, x, data.train_y[idx], data.num_classes, *draws)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -88,3 +88,89 @@ def test_mixup_without_mixing_draws_nothing_and_its_graph_form_is_exactly_erm():
     (a, la), (b, lb) = mixup_apply(x, y, 3, 0.3, perm), mixup_apply(x, y, 3, torch.tensor(0.3), perm)
     torch.testing.assert_close(a, b)
     torch.testing.assert_close(la(out), lb(out))
+
+
+# ------------------------------------------------------------------ manifold mixup, CutMix, label smoothing
+def _cnn(seed=0):
+    torch.manual_seed(seed)
+    return build("cnn", in_shape=(1, 8, 8), num_classes=10, mean=(0.3,), std=(0.3,))
+
+
+def test_manifold_mixup_at_the_input_equals_input_mixup():
+    from robustbench_mix.methods import manifold_step
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g)
+    perm = torch.randperm(8, generator=g)
+    model = _cnn().eval()  # eval: batch-norm in its running statistics, so both forwards see the same
+    inputs, loss_fn = mixup_apply(x, y, 10, 0.3, perm)
+    torch.testing.assert_close(manifold_step(model, x, y, 10, 0.3, perm, 0), loss_fn(model(inputs)))
+
+
+def test_manifold_mixup_at_a_hidden_layer_mixes_exactly_that_layers_output():
+    from robustbench_mix.methods import manifold_step
+
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.rand(8, 1, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g)
+    perm, lam = torch.randperm(8, generator=g), 0.7
+    model = _cnn().eval()
+    norm, body = model[0], model[1]
+    for point, upto in ((1, 3), (2, 7)):  # after body[2] (first block) and after body[6] (second block, pooled)
+        h = norm(x)
+        for layer in body[:upto]:
+            h = layer(h)
+        h = lam * h + (1 - lam) * h[perm]
+        for layer in body[upto:]:
+            h = layer(h)
+        expected = lam * F.cross_entropy(h, y) + (1 - lam) * F.cross_entropy(h, y[perm])
+        torch.testing.assert_close(manifold_step(model, x, y, 10, lam, perm, point), expected)
+    assert not model[1][2]._forward_hooks  # the hook is gone after the step
+
+
+def test_cutmix_lambda_is_the_pasted_fraction_and_the_box_stays_inside_the_image():
+    from robustbench_mix.methods import cutmix_apply, cutmix_box, cutmix_draw
+
+    rng = np.random.default_rng(0)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        lam, cy, cx, perm = cutmix_draw(6, 1.0, rng, g, torch.device("cpu"))
+        x = torch.rand(6, 3, 12, 10, generator=g)
+        y = torch.randint(0, 4, (6,), generator=g)
+        box = cutmix_box(12, 10, lam, cy, cx, torch.device("cpu"))
+        mixed, loss_fn = cutmix_apply(x, y, 4, lam, cy, cx, perm)
+        assert box.shape == (12, 10)
+        torch.testing.assert_close(mixed[:, :, box], x[perm][:, :, box])  # the partner inside the box
+        torch.testing.assert_close(mixed[:, :, ~box], x[:, :, ~box])  # the example itself outside it
+        kept = 1 - box.float().mean()
+        out = torch.randn(6, 4, generator=g)
+        torch.testing.assert_close(loss_fn(out), kept * F.cross_entropy(out, y) + (1 - kept) * F.cross_entropy(
+            out, y[perm]))
+    # a centre at the corner clips the box: the kept fraction, not lambda, weights the labels
+    box = cutmix_box(8, 8, 0.0, 0.0, 0.0, torch.device("cpu"))  # a full-size box centred at the corner
+    assert box.float().mean().item() == 0.25 and box[:4, :4].all()
+
+
+def test_label_smoothing_targets_sum_to_one_and_its_loss_is_the_closed_form():
+    from robustbench_mix.methods import smoothing_apply
+
+    g = torch.Generator().manual_seed(0)
+    out, y, eps, k = torch.randn(5, 4, generator=g), torch.tensor([0, 1, 2, 3, 0]), 0.1, 4
+    target = torch.full((5, k), eps / k).scatter_add_(1, y[:, None], torch.full((5, 1), 1 - eps))
+    torch.testing.assert_close(target.sum(1), torch.ones(5))
+    closed = -(target * out.log_softmax(1)).sum(1).mean()
+    _, loss_fn = smoothing_apply(None, y, k, eps)
+    torch.testing.assert_close(loss_fn(out), closed)
+    torch.testing.assert_close(loss_fn(out), F.cross_entropy(out, y, label_smoothing=eps))
+    _, tensor_loss = smoothing_apply(None, y, k, torch.tensor(eps))  # as a graphed step passes it
+    torch.testing.assert_close(tensor_loss(out), closed)
+
+
+def test_every_method_trains_a_tiny_model_above_chance(small_digits, tiny_exp):
+    from dataclasses import replace
+
+    from robustbench_mix.evaluate import predict
+
+    for name, alpha in (("manifold_mixup", 2.0), ("cutmix", 1.0), ("label_smoothing", 0.1)):
+        model = _train(replace(tiny_exp, method=name, alpha=alpha, epochs=4), small_digits)
+        acc = (predict(model, small_digits.test_x, 500).argmax(1) == small_digits.test_y).float().mean().item()
+        assert acc > 0.5, (name, acc)  # chance is 0.1

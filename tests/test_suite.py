@@ -215,3 +215,34 @@ def test_a_run_is_compared_with_the_committed_reference_of_its_preset(tmp_path, 
     monkeypatch.setattr(reference, "REFERENCE_DIR", tmp_path / "nowhere")
     assert main([*args, "--out", str(tmp_path / "b")]) == 0
     assert "no committed reference for preset 'quick'" in capsys.readouterr().out
+
+
+def test_a_method_added_in_a_test_file_runs_through_the_suite_tables_and_report(tmp_path, capsys, monkeypatch):
+    """A new method is one registry entry: draw, apply (or its own step) and its traits; nothing else changes."""
+    import torch.nn.functional as F
+
+    def flip_draw(n, alpha, rng, generator, device):
+        return (torch.rand(n, device=device, generator=generator) < alpha,)
+
+    def flip_apply(x, y, num_classes, mask):  # horizontal flips with probability alpha, plain CE
+        return torch.where(mask[:, None, None, None], x.flip(3), x), lambda out: F.cross_entropy(out, y)
+
+    monkeypatch.setitem(METHODS._items, "hflip", Method(flip_draw, flip_apply, uses_alpha=True, title="h-flip",
+                                                        param="p"))
+    out = tmp_path / "new"
+    assert main(["--out", str(out), *FAST, "--methods", "erm,hflip", "--alpha", "0.5", "--noise", "0"]) == 0
+    df = load_runs(out / "runs.csv")
+    assert set(df["method"]) == {"erm", "hflip"} and set(df[df["method"] == "hflip"]["alpha"]) == {0.5}
+    assert "| hflip | 0.5 |" in (out / "summary.md").read_text()
+    assert "| h-flip (p=0.5) | 0 | fgsm |" in (out / "robust_accuracy.md").read_text()
+    assert "h-flip (p=0.5)" in (out / "report.md").read_text()
+
+
+def test_a_method_that_hooks_a_random_layer_is_refused_with_speed_flags(tmp_path, capsys, monkeypatch):
+    import robustbench_mix.suite as suite
+
+    monkeypatch.setattr(suite, "run_experiment", lambda *a, **k: pytest.fail("training started"))
+    for flag in (["--cuda-graphs"], ["--cuda-graphs", "step"], ["--compile"]):
+        assert main(["--out", str(tmp_path), *FAST, "--methods", "erm,manifold_mixup", *flag]) == 2
+        err = capsys.readouterr().err
+        assert "manifold_mixup cannot run inside --compile or --cuda-graphs" in err and "without those flags" in err

@@ -80,7 +80,7 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
     (["--preset", "quik"], "unknown preset 'quik'"),
     (["--dataset", "cifar11"], "unknown dataset 'cifar11'.*did you mean 'cifar10'"),
     (["--model", "resnet"], "unknown model 'resnet'"),
-    (["--methods", "erm,cutmix"], "unknown method 'cutmix'"),
+    (["--methods", "erm,cutout"], "unknown method 'cutout'"),
     (["--attacks", "fgsm,cw"], "unknown attack 'cw'"),
     (["--alpha", "-1"], "alpha -1.0 is negative"),
     (["--noise", "0,1"], r"noise 1.0 is outside \[0, 1\)"),

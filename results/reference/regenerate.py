@@ -2,7 +2,7 @@
 
 From the repository root, with a clean working tree (the rows record the git revision, '-dirty' otherwise):
 
-    python results/reference/regenerate.py [NAME ...]      # default: all four
+    python results/reference/regenerate.py [NAME ...]      # default: all five
 
 Each directory is emptied but for its README.md (its runs/ checkpoints too, so every run trains), the suite
 is run into it (timed), and the README's text between the command block and the 'Files:' line is rewritten
@@ -29,6 +29,7 @@ COMMANDS = {
     "quick-3seeds": ["--seeds", "0,1,2"],
     "table3-cpu": ["--preset", "table3-cpu"],
     "table2-cpu": ["--preset", "table2-cpu"],
+    "methods-cpu": ["--preset", "methods-cpu"],
 }
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import PRECISIONS, Experiment, split_list
+from .config import PRECISIONS, Experiment, RunOptions, split_list
 from .data import AUGMENTATIONS, Prepared, augment_for
 from .evaluate import attack_correct, autocast_for, prep
 from .methods import METHODS
@@ -137,7 +137,8 @@ def suite_trainer(model_name, shape, classes, batch, steps, device, method, comp
         sync(device)
         ends.append(time.perf_counter())
 
-    fit(exp, data, model, progress=False, hooks=(epoch_end,), compile=compile, cuda_graphs=cuda_graphs)
+    fit(exp, data, model, options=RunOptions(progress=False, compile=compile, cuda_graphs=cuda_graphs),
+        hooks=(epoch_end,))
     return batch * steps / (ends[1] - ends[0])
 
 

@@ -70,6 +70,21 @@ class Experiment:
         return cls(**d)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run is executed, not what it computes (none of it is in the run id): checkpoint interval,
+    evaluation batch size, progress bars and the speed paths (torch.compile, CUDA graphs; see speed.py)."""
+
+    checkpoint_every: int = 1
+    eval_batch_size: int = 1000
+    progress: bool = True
+    compile: bool | str = False  # a string is torch.compile's mode
+    cuda_graphs: bool | str = False  # False, True/'model' or 'step'
+
+
+DEFAULT_OPTIONS = RunOptions()
+
+
 def config_hash(exp: Experiment) -> str:
     """Stable across processes and Python versions: sha256 of the canonical JSON of the hashed fields."""
     d = {k: v for k, v in exp.to_dict().items()

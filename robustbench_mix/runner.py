@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Experiment
+from .config import DEFAULT_OPTIONS, Experiment, RunOptions
 from .data import ImageData, prepare
 from .errors import RunFailed, UsageError
 from .evaluate import final_rows
@@ -46,10 +46,9 @@ def load_trained(exp: Experiment, data: ImageData, run_dir: Path) -> torch.nn.Mo
     return model.eval()
 
 
-def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None, checkpoint_every: int = 1,
-                   eval_batch_size: int = 1000, progress: bool = True, hooks: tuple[Hook, ...] = (),
-                   surrogate: torch.nn.Module | None = None, compile: bool = False,
-                   cuda_graphs: bool | str = False) -> list[dict]:
+def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None,
+                   options: RunOptions = DEFAULT_OPTIONS, hooks: tuple[Hook, ...] = (),
+                   surrogate: torch.nn.Module | None = None) -> list[dict]:
     """Train and evaluate; rows carry ``epoch`` (curve rows at their epoch, final rows at ``exp.epochs``).
 
     ``surrogate`` (a trained model) adds black-box rows: attacks crafted on it, evaluated on this model.
@@ -60,8 +59,6 @@ def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None, ch
         run_dir.mkdir(parents=True, exist_ok=True)
         np.save(run_dir / "corrupted_index.npy", prepared.corrupted_index)  # which labels were replaced
     model = new_model(exp, data, device)
-    curves = fit(exp, prepared, model, run_dir=run_dir, checkpoint_every=checkpoint_every,
-                 eval_batch_size=eval_batch_size, progress=progress, hooks=hooks, compile=compile,
-                 cuda_graphs=cuda_graphs)
-    final = final_rows(model, prepared, exp, eval_batch_size, surrogate=surrogate, progress=progress)
+    curves = fit(exp, prepared, model, run_dir=run_dir, options=options, hooks=hooks)
+    final = final_rows(model, prepared, exp, options.eval_batch_size, surrogate=surrogate, progress=options.progress)
     return curves + [dict(r, epoch=exp.epochs) for r in final]

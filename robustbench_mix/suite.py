@@ -22,6 +22,7 @@ from .checks import failed_checks
 from .config import (
     PRESETS,
     Experiment,
+    RunOptions,
     Suite,
     Variant,
     fmt_eps,
@@ -58,16 +59,9 @@ from .results import (
     to_frame,
 )
 from .runner import load_trained, resolve_device, run_experiment
+from .speed import GRAPH_MODES, check_speed_options
 from .tables import TABLES
-from .train import (
-    CHECKPOINT,
-    GRAPH_MODES,
-    check_speed_options,
-    checkpoint_environments,
-    environment,
-    load_checkpoint,
-    mixed_environments,
-)
+from .train import CHECKPOINT, checkpoint_environments, environment, load_checkpoint, mixed_environments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -330,6 +324,8 @@ def _main(args, command: str) -> int:
     if hint:
         print(hint, file=sys.stderr)
     rev = git_rev()
+    options = RunOptions(checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
+                         progress=not args.no_progress, compile=args.compile, cuda_graphs=args.cuda_graphs)
     failed: list[tuple[Experiment, str]] = []
     t_suite = time.perf_counter()
 
@@ -351,10 +347,8 @@ def _main(args, command: str) -> int:
                 s = surrogate_of(exp)
                 with run_lock(out / "runs" / s.run_id, wait=True):  # another process may still train it
                     surrogate = load_trained(s, datasets[s.dataset], out / "runs" / s.run_id)
-            rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir,
-                                  checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
-                                  progress=not args.no_progress, surrogate=surrogate, compile=args.compile,
-                                  cuda_graphs=args.cuda_graphs)
+            rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir, options=options,
+                                  surrogate=surrogate)
         except (RunFailed, torch.OutOfMemoryError) as e:
             reason = f"{e.__class__.__name__}: {e}"
             record_failure(failures_csv, exp, reason)

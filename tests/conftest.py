@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_mix.config import Experiment
+from robustbench_mix.config import Experiment, RunOptions
 from robustbench_mix.data import ImageData, load_digits
 
 
@@ -52,5 +52,5 @@ def trained(small_digits):
     torch.manual_seed(0)
     mean, std = small_digits.channel_stats()
     model = build("cnn", in_shape=small_digits.shape, num_classes=10, mean=mean, std=std)
-    fit(exp, p, model, progress=False)
+    fit(exp, p, model, options=RunOptions(progress=False))
     return model, p

@@ -10,10 +10,12 @@ from dataclasses import replace
 import pytest
 import torch
 
+from robustbench_mix.config import RunOptions
 from robustbench_mix.data import prepare
 from robustbench_mix.evaluate import attack_correct, predict
 from robustbench_mix.runner import new_model, run_experiment
-from robustbench_mix.train import GraphedStep, fit, lr_factor, make_optimizer, tensor_lr
+from robustbench_mix.speed import GraphedStep, tensor_lr
+from robustbench_mix.train import fit, lr_factor, make_optimizer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -21,7 +23,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 def _train(exp, data, device, **kw):
     p = prepare(data, exp.noise, exp.val_fraction, exp.seed, device)
     model = new_model(exp, data, device)
-    curves = fit(exp, p, model, progress=False, **kw)
+    curves = fit(exp, p, model, options=RunOptions(progress=False, **kw))
     return model, p, [r["value"] for r in curves if r["metric"] == "loss"]
 
 
@@ -115,7 +117,7 @@ def test_tensor_lr_follows_the_schedule_in_place_and_trains_as_a_float_lr(tiny_e
 def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, tmp_path):
     """The whole ``--cuda-graphs step`` path of fit on the CPU, CUDA calls stood in for: crop/flip and mixup
     draws through the buffers, the tensor lr under the schedule, its checkpoint and resume."""
-    import robustbench_mix.train as train
+    import robustbench_mix.speed as speed
     from robustbench_mix.config import Experiment
     from robustbench_mix.data import ImageData
 
@@ -127,8 +129,8 @@ def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, t
                      schedule="step", eps=(8.0,), attacks=("fgsm",), attack_steps=1)
     cpu = torch.device("cpu")
     eager, _, l_eager = _train(exp, data, cpu)
-    monkeypatch.setattr(train, "graphs_supported", lambda device: True)
-    monkeypatch.setattr(train, "GraphedStep", CPUGraphedStep)
+    monkeypatch.setattr(speed, "graphs_supported", lambda device: True)
+    monkeypatch.setattr(speed, "GraphedStep", CPUGraphedStep)
     graphed, _, l_graph = _train(exp, data, cpu, cuda_graphs="step")
     assert l_graph == pytest.approx(l_eager, rel=1e-4)  # a float lambda and its float32 buffer differ by rounding
     for a, b in zip(eager.state_dict().values(), graphed.state_dict().values(), strict=True):
@@ -143,10 +145,11 @@ def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, t
 
     p = prepare(data, exp.noise, exp.val_fraction, exp.seed, cpu)
     with pytest.raises(Stop):
-        fit(exp, p, new_model(exp, data, cpu), run_dir=tmp_path, progress=False, hooks=(stop,), cuda_graphs="step")
+        fit(exp, p, new_model(exp, data, cpu), run_dir=tmp_path, options=RunOptions(progress=False, cuda_graphs="step"),
+            hooks=(stop,))
     assert torch.is_tensor(torch.load(tmp_path / "checkpoint.pt")["optimizer"]["param_groups"][0]["lr"])
     resumed = new_model(exp, data, cpu)
-    curves = fit(exp, p, resumed, run_dir=tmp_path, progress=False, cuda_graphs="step")
+    curves = fit(exp, p, resumed, run_dir=tmp_path, options=RunOptions(progress=False, cuda_graphs="step"))
     assert [r["value"] for r in curves if r["metric"] == "loss"] == pytest.approx(l_eager, rel=1e-4)
     for a, b in zip(eager.state_dict().values(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)  # rounding, grown over 18 steps
@@ -155,14 +158,14 @@ def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, t
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")),
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_training_matches_eager_alone_and_inside_the_graphed_step(monkeypatch, small_digits, tiny_exp):
-    import robustbench_mix.train as train
+    import robustbench_mix.speed as speed
 
     exp = replace(tiny_exp, method="mixup", alpha=1.0, epochs=2)
     cpu = torch.device("cpu")
     _, _, l_eager = _train(exp, small_digits, cpu)
     _, _, l_compiled = _train(exp, small_digits, cpu, compile=True)
-    monkeypatch.setattr(train, "graphs_supported", lambda device: True)
-    monkeypatch.setattr(train, "GraphedStep", CPUGraphedStep)
+    monkeypatch.setattr(speed, "graphs_supported", lambda device: True)
+    monkeypatch.setattr(speed, "GraphedStep", CPUGraphedStep)
     _, _, l_both = _train(exp, small_digits, cpu, compile=True, cuda_graphs="step")
     assert l_compiled == pytest.approx(l_eager, rel=1e-4) and l_both == pytest.approx(l_eager, rel=1e-4)
 
@@ -250,8 +253,9 @@ def test_cuda_graph_run_resumes_and_attacks_stay_in_the_ball(small_digits, tiny_
             raise Stop
 
     with pytest.raises(Stop):
-        run_experiment(exp, small_digits, run_dir=tmp_path, progress=False, hooks=(stop,), cuda_graphs=mode)
-    rows = run_experiment(exp, small_digits, run_dir=tmp_path, progress=False, cuda_graphs=mode)
+        run_experiment(exp, small_digits, run_dir=tmp_path, options=RunOptions(progress=False, cuda_graphs=mode),
+                       hooks=(stop,))
+    rows = run_experiment(exp, small_digits, run_dir=tmp_path, options=RunOptions(progress=False, cuda_graphs=mode))
     assert [r["epoch"] for r in rows if r["metric"] == "loss"] == [1, 2, 3]
     linf = [r["value"] for r in rows if r["metric"] == "max_linf_255" and r["eps"] > 0]
     assert linf and max(linf) <= 64 + 1e-3  # the largest epsilon is the 64/255 check

@@ -2,6 +2,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robustbench_mix.config import RunOptions
 from robustbench_mix.data import prepare
 from robustbench_mix.methods import METHODS, erm_apply, mix, mixup_apply, mixup_draw, mixup_lambda
 from robustbench_mix.models import build
@@ -55,7 +56,7 @@ def _train(exp, data):
     torch.manual_seed(exp.seed)
     mean, std = data.channel_stats()
     model = build(exp.model, in_shape=data.shape, num_classes=10, mean=mean, std=std)
-    fit(exp, p, model, progress=False)
+    fit(exp, p, model, options=RunOptions(progress=False))
     return model
 
 

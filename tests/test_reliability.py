@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from robustbench_mix.config import Experiment
+from robustbench_mix.config import Experiment, RunOptions
 from robustbench_mix.errors import RunFailed, UsageError
 from robustbench_mix.results import (
     KEY,
@@ -348,7 +348,7 @@ def test_a_surrogate_left_partial_by_an_interrupted_force_rerun_is_retrained(tmp
     ck = tmp_path / "runs" / sur.run_id / "checkpoint.pt"
     ck.unlink()  # what --force does first, then Ctrl-C after one epoch
     with pytest.raises(Stop):
-        run_experiment(sur, load_digits(None), run_dir=ck.parent, progress=False, hooks=(stop,))
+        run_experiment(sur, load_digits(None), run_dir=ck.parent, options=RunOptions(progress=False), hooks=(stop,))
     capsys.readouterr()
     assert main([*common, "--seeds", "1"]) == 0  # a new target needs the surrogate
     assert "has not finished training" not in capsys.readouterr().err

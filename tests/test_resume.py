@@ -10,9 +10,12 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
+from robustbench_mix.config import RunOptions
 from robustbench_mix.results import KEY, ResultsError, load_runs
 from robustbench_mix.runner import run_experiment
 from robustbench_mix.suite import main
+
+QUIET = RunOptions(progress=False)
 
 
 class Interrupted(Exception):
@@ -35,12 +38,12 @@ def values(rows):
 def test_interrupted_run_resumes_to_identical_numbers(small_digits, tiny_exp, tmp_path, checkpoint_every, stop):
     # mixup + dropout + noise + curves: every source of randomness the trainer has
     exp = replace(tiny_exp, method="mixup", alpha=1.0, dropout=0.2, noise=0.4, epochs=5, eval_every=1)
-    ref = run_experiment(exp, small_digits, run_dir=tmp_path / "ref", progress=False)
+    ref = run_experiment(exp, small_digits, run_dir=tmp_path / "ref", options=QUIET)
     with pytest.raises(Interrupted):
-        run_experiment(exp, small_digits, run_dir=tmp_path / "a", checkpoint_every=checkpoint_every,
-                       progress=False, hooks=(stop_after(stop),))
-    resumed = run_experiment(exp, small_digits, run_dir=tmp_path / "a", checkpoint_every=checkpoint_every,
-                             progress=False)
+        run_experiment(exp, small_digits, run_dir=tmp_path / "a",
+                       options=RunOptions(progress=False, checkpoint_every=checkpoint_every), hooks=(stop_after(stop),))
+    resumed = run_experiment(exp, small_digits, run_dir=tmp_path / "a",
+                             options=RunOptions(progress=False, checkpoint_every=checkpoint_every))
     assert values(resumed) == values(ref)
 
 
@@ -117,7 +120,7 @@ def test_a_run_resumed_under_another_thread_count_warns_and_says_so_in_its_rows(
     torch.set_num_threads(other)
     try:  # the first two epochs under another thread count, then an interruption
         with pytest.raises(Interrupted):
-            run_experiment(exp, load_digits(None), run_dir=tmp_path / "r" / "runs" / exp.run_id, progress=False,
+            run_experiment(exp, load_digits(None), run_dir=tmp_path / "r" / "runs" / exp.run_id, options=QUIET,
                            hooks=(stop_after(2),))
     finally:
         torch.set_num_threads(threads)
@@ -137,8 +140,8 @@ def test_a_run_resumed_under_another_thread_count_warns_and_says_so_in_its_rows(
 
 def test_a_run_trained_in_one_environment_has_an_empty_resumed_from(small_digits, tiny_exp, tmp_path):
     with pytest.raises(Interrupted):
-        run_experiment(tiny_exp, small_digits, run_dir=tmp_path, progress=False, hooks=(stop_after(1),))
-    run_experiment(tiny_exp, small_digits, run_dir=tmp_path, progress=False)
+        run_experiment(tiny_exp, small_digits, run_dir=tmp_path, options=QUIET, hooks=(stop_after(1),))
+    run_experiment(tiny_exp, small_digits, run_dir=tmp_path, options=QUIET)
     from robustbench_mix.train import CHECKPOINT, checkpoint_environments, mixed_environments
 
     envs = checkpoint_environments(tmp_path / CHECKPOINT)

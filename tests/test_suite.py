@@ -119,7 +119,7 @@ def test_cuda_graphs_takes_an_optional_mode_and_rejects_others(capsys):
 
 def test_compile_combines_with_the_step_graph_only_in_a_mode_without_graphs_of_its_own():
     from robustbench_mix.errors import UsageError
-    from robustbench_mix.train import check_speed_options
+    from robustbench_mix.speed import check_speed_options
 
     for compile, graphs in ((True, "step"), ("max-autotune-no-cudagraphs", "step"), ("reduce-overhead", False),
                             (True, False), (False, "model")):

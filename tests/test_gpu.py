@@ -114,6 +114,33 @@ def test_tensor_lr_follows_the_schedule_in_place_and_trains_as_a_float_lr(tiny_e
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("method,alpha", [("cutmix", 1.0), ("label_smoothing", 0.1)])
+def test_the_graphable_methods_train_through_the_graphed_step_as_eager(monkeypatch, small_digits, tiny_exp, method,
+                                                                       alpha):
+    """CutMix's box and label smoothing's epsilon are tensor code: through the CPU stand-in of the graphed step
+    (their draws in float32 buffers) they train as eager."""
+    import robustbench_mix.speed as speed
+
+    exp = replace(tiny_exp, method=method, alpha=alpha, epochs=2)
+    cpu = torch.device("cpu")
+    eager, _, l_eager = _train(exp, small_digits, cpu)
+    replays = []
+
+    class Counted(CPUGraphedStep):
+        def _capture(self):
+            graph, out = super()._capture()
+            replays.append(self.inputs)  # the draws reach the step as buffers: floats became 0-dim tensors
+            return graph, out
+
+    monkeypatch.setattr(speed, "graphs_supported", lambda device: True)
+    monkeypatch.setattr(speed, "GraphedStep", Counted)
+    graphed, _, l_graph = _train(exp, small_digits, cpu, cuda_graphs="step")
+    assert len(replays) == 1 and all(torch.is_tensor(d) for d in replays[0][2])  # captured once, draws as buffers
+    assert l_graph == pytest.approx(l_eager, rel=1e-4)
+    for a, b in zip(eager.state_dict().values(), graphed.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3)
+
+
 def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, tmp_path):
     """The whole ``--cuda-graphs step`` path of fit on the CPU, CUDA calls stood in for: crop/flip and mixup
     draws through the buffers, the tensor lr under the schedule, its checkpoint and resume."""

@@ -65,7 +65,8 @@ from .train import CHECKPOINT, checkpoint_environments, environment, load_checkp
 
 
 def build_parser() -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {n:13s} {s.description}" for n, s in PRESETS.items())
+    width = max(map(len, PRESETS))
+    presets = "\n".join(f"  {n:{width}s}  {s.description}" for n, s in PRESETS.items())
     p = argparse.ArgumentParser(
         prog="python -m robustbench_mix.suite",
         formatter_class=argparse.RawDescriptionHelpFormatter,

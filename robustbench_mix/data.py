@@ -216,15 +216,6 @@ def _decode(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
                          f"an image folder may hold only images ({', '.join(sorted(IMAGE_SUFFIXES))})") from e
 
 
-def _first_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
-        raise UsageError(f"{str(path)!r} is not a readable image ({e.__class__.__name__}: {e})") from e
-
 
 @DATASETS.register("imagefolder")
 def load_image_folder(arg: str, data_dir: Path) -> ImageData:
@@ -252,7 +243,8 @@ def load_image_folder(arg: str, data_dir: Path) -> ImageData:
         except Exception:  # noqa: BLE001 - truncated zip, bad pickle, missing array: every damaged cache is rebuilt
             pass
     arrays = {}
-    size = _first_size(listing["train"][0][0])
+    h, w = _decode(listing["train"][0][0]).shape[:2]  # the size every other image must have
+    size = (w, h)
     decode = functools.partial(_decode, size=size)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:  # PIL decodes outside the GIL
         for split in ("train", "test"):

@@ -19,7 +19,7 @@ import torch
 from filelock import FileLock
 
 from . import __version__
-from .config import NOT_HASHED, Experiment, fmt_eps
+from .config import NOT_HASHED, SCHEDULES, Experiment, fmt_eps
 
 CONFIG_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
                   "epochs", "batch_size", "lr", "weight_decay", "schedule"]
@@ -224,7 +224,7 @@ def _check_names(df: pd.DataFrame, path: Path) -> None:
                    and NAME.match(v) is not None), "an attack name (fgsm, bb:pgd, ta:NAME, none, check, worst)"),
         "preset": (lambda v: NAME.match(v.removesuffix("/surrogate")) is not None, "letters, digits, _ . : -"),
         "metric": (lambda v: NAME.match(v) is not None, "letters, digits, _ . : -"),
-        "schedule": (lambda v: v in ("step", "cosine", "constant"), "step, cosine or constant"),
+        "schedule": (lambda v: v in SCHEDULES, ", ".join(SCHEDULES)),
     }
     for col, (ok, allowed) in rules.items():
         values = df[col].unique()

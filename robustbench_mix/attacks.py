@@ -30,6 +30,7 @@ class Attack:
     fn: Callable[..., torch.Tensor]
     random_start: bool
     iterative: bool
+    needs: Callable[[], object] | None = None  # raises UsageError when an optional package is missing
 
     def __call__(self, model, x, y, eps, steps=10, step_size=None, loss="ce"):
         return self.fn(model, x, y, eps, steps=steps, step_size=step_size, loss=loss)
@@ -38,10 +39,10 @@ class Attack:
 ATTACKS: Registry[Attack] = Registry("attack")
 
 
-def register_attack(name: str, *, random_start: bool, iterative: bool):
+def register_attack(name: str, *, random_start: bool, iterative: bool, needs: Callable[[], object] | None = None):
     """Register ``fn`` as attack ``name`` with its traits; the function itself stays importable."""
     def deco(fn):
-        ATTACKS.register(name)(Attack(fn, random_start, iterative))
+        ATTACKS.register(name)(Attack(fn, random_start, iterative, needs))
         return fn
 
     return deco
@@ -103,8 +104,8 @@ def pgd_margin(model, x, y, eps, steps=10, step_size=None, loss="margin"):
 def check_attack_name(name: str) -> None:
     if name.startswith("ta:"):
         torchattacks_class(name[3:])
-    else:
-        ATTACKS.get(name)
+    elif ATTACKS.get(name).needs is not None:
+        ATTACKS.get(name).needs()
 
 
 def torchattacks_class(name: str):
@@ -165,3 +166,27 @@ def frozen_eval(model: torch.nn.Module):
             m.training = t
         for p, g in zip(model.parameters(), grads, strict=True):
             p.requires_grad_(g)
+
+
+def autoattack_class():
+    try:
+        from pyautoattack import AutoAttack
+    except ImportError:
+        raise UsageError("attack 'autoattack' needs the pyautoattack package (the maintained release of the "
+                         "official AutoAttack): pip install 'robustbench_mix[autoattack]'") from None
+    return AutoAttack
+
+
+@register_attack("autoattack", random_start=False, iterative=True, needs=autoattack_class)
+def autoattack(model, x, y, eps, steps=10, step_size=None, loss="ce"):
+    """The standard L-infinity AutoAttack (Croce & Hein, ICML 2020: APGD-CE, APGD-T, FAB-T and Square with
+    5,000 queries, each on the points the previous ones left) from pyautoattack. It sets its own steps and
+    restarts (``steps``, ``step_size`` and ``--attack-restarts`` do not apply); about 100x a PGD-10 on robust
+    points, far less on points the first attack breaks."""
+    if eps == 0:
+        return x.clone()
+    adversary = autoattack_class()(model, eps=eps, norm="Linf", version="standard", device=x.device, seed=0)
+    adversary.verbose = False
+    x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(x))
+    return x_adv.detach()
+

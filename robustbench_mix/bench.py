@@ -27,7 +27,7 @@ import torch
 
 from .config import PRECISIONS, Experiment, RunOptions, split_list
 from .data import AUGMENTATIONS, Prepared, augment_for
-from .evaluate import attack_correct, autocast_for, prep
+from .evaluators import attack_correct, autocast_for, prep
 from .methods import METHODS
 from .models import build
 from .results import atomic_write_csv, atomic_write_text, device_name, git_rev, now

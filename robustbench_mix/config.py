@@ -16,7 +16,7 @@ SCHEDULES = ("step", "cosine", "constant")
 NOT_HASHED = {"preset", "device"}
 # Fields added after results were first published, with their default: they enter the hash only when set to
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
-ADDED_FIELDS = {"attack_precision": "fp32"}
+ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": ()}
 PRECISIONS = ("fp32", "bf16")
 SEED_LIMIT = 2**32
 
@@ -50,6 +50,7 @@ class Experiment:
     check_eps: float = 64.0  # /255; PGD here must break the model (gradient-masking check); 0 = skip
     surrogate_seed: int | None = None  # black-box: transfer attacks from an ERM twin trained with this seed
     attack_precision: str = "fp32"  # bf16 runs attacks and their evaluation under bf16 autocast
+    corruptions: tuple[str, ...] = ()  # computed common corruptions at severities 1-5 (corruptions.py)
     device: str = "auto"
 
     @property
@@ -137,11 +138,18 @@ def fmt_eps(e: float) -> str:
 def validate(exp: Experiment) -> None:
     """Raise UsageError naming the bad value and what is allowed. Cheap: no data is loaded here."""
     from .attacks import check_attack_name
+    from .corruptions import CORRUPTIONS
     from .methods import METHODS
-    from .models import MIX_POINTS, MODELS
+    from .models import MIX_POINTS, check_model_name, is_model_name
 
-    MODELS.get(exp.model)
     method = METHODS.get(exp.method)
+    if method.trainable:
+        check_model_name(exp.model)
+    elif not is_model_name(exp.model):
+        raise UsageError(f"model name {exp.model!r} is not one of the suite's models, tv:NAME, timm:NAME or "
+                         "user:NAME (letters, digits, _ . -)")
+    for c in exp.corruptions:
+        CORRUPTIONS.get(c)
     for a in exp.attacks:
         check_attack_name(a)
     problem = method.check(exp.alpha) if method.uses_alpha else None
@@ -153,7 +161,9 @@ def validate(exp: Experiment) -> None:
          f"(models.MIX_POINTS); models that do: {', '.join(MIX_POINTS)}"),
         (0 <= exp.noise < 1, f"noise {exp.noise} is outside [0, 1): it is the fraction of corrupted labels"),
         (0 <= exp.dropout < 1, f"dropout {exp.dropout} is outside [0, 1)"),
-        (exp.epochs >= 1, f"epochs {exp.epochs} must be at least 1"),
+        (exp.epochs >= 1 or not method.trainable, f"epochs {exp.epochs} must be at least 1"),
+        (method.trainable or exp.epochs == 0, f"method {exp.method} labels models trained outside the suite "
+                                              "(robustbench_mix.evaluate, the checkpoint command); it cannot train"),
         (exp.batch_size >= 1, f"batch size {exp.batch_size} must be at least 1"),
         (exp.lr > 0, f"learning rate {exp.lr} must be positive"),
         (exp.weight_decay >= 0, f"weight decay {exp.weight_decay} must be >= 0"),

@@ -42,6 +42,7 @@ class Method:
     graphable: bool = True  # can run inside --cuda-graphs and --compile
     mixes_hidden: bool = False  # needs the model's three mixing points (models.MIX_POINTS)
     check: Callable[[float], str | None] = lambda alpha: None  # noqa: E731 - what is wrong with alpha, if anything
+    trainable: bool = True  # False: a label for models trained elsewhere, evaluated by the suite
 
     def loss(self, model, x, y, num_classes, *draws) -> torch.Tensor:
         """The batch's training loss: the method's own step, or the model on its inputs and its loss."""
@@ -75,6 +76,8 @@ def erm_apply(x, y, num_classes) -> tuple[torch.Tensor, LossFn]:
 
 
 erm = METHODS.register("erm")(Method(no_draws, erm_apply, title="ERM"))
+# the method of rows from robustbench_mix.evaluate() and the checkpoint command: a model trained elsewhere
+METHODS.register("external")(Method(no_draws, erm_apply, title="external", trainable=False))
 
 
 def mixup_lambda(alpha: float, rng: np.random.Generator) -> float:

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import Registry
+from .errors import UsageError
+from .registry import Registry, unknown
 
 MODELS: Registry = Registry("model")
 
@@ -35,7 +38,9 @@ MIX_POINTS = {
 
 def build(name: str, *, in_shape: tuple[int, int, int], num_classes: int, mean, std,
           dropout: float = 0.0) -> nn.Module:
-    body = MODELS.get(name)(in_shape=in_shape, num_classes=num_classes, dropout=dropout)
+    family, _, arg = name.partition(":")
+    body = (FAMILIES[family].build(arg, in_shape, num_classes, dropout) if family in FAMILIES and arg
+            else MODELS.get(name)(in_shape=in_shape, num_classes=num_classes, dropout=dropout))
     model = nn.Sequential(Normalize(mean, std), body)
     model.mix_points = MIX_POINTS.get(name, ())
     return model
@@ -142,3 +147,105 @@ class WideResNet(nn.Module):
 @MODELS.register("wrn28_10")
 def wrn28_10(in_shape, num_classes, dropout=0.0):
     return WideResNet(28, 10, in_shape[0], num_classes, dropout)
+
+
+# ------------------------------------------------------------------------------------ other libraries' models
+class GreyToRGB(nn.Module):
+    """Repeats one grey channel three times, for models built for RGB (torchvision's)."""
+
+    def forward(self, x):
+        return x.expand(-1, 3, -1, -1)
+
+
+class Family:
+    """Models named ``PREFIX:NAME`` from another library's builders (randomly initialized, the class count from
+    the data); normalization stays the suite's first layer, as for its own models."""
+
+    def __init__(self, prefix: str, library: str, extra: str, names, make):
+        self.prefix, self.library, self.extra, self._names, self._make = prefix, library, extra, names, make
+
+    def names(self) -> list[str]:
+        try:
+            return self._names()
+        except ImportError:
+            raise UsageError(f"model {self.prefix}:NAME needs the {self.library} package, which is not installed: "
+                             f"{self.extra}") from None
+
+    def check(self, arg: str) -> None:
+        known = self.names()
+        if arg not in known:
+            raise UsageError(unknown(f"{self.library} model", arg, known))
+
+    def build(self, arg: str, in_shape, num_classes: int, dropout: float) -> nn.Module:
+        self.check(arg)
+        return self._make(arg, in_shape, num_classes, dropout)
+
+
+def _tv_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))  # classification models only
+
+
+def _tv_make(arg, in_shape, num_classes, dropout):
+    import torchvision
+
+    if dropout:
+        raise UsageError(f"dropout {dropout:g} with model tv:{arg}: torchvision's builders set their own dropout; "
+                         "use --dropout 0")
+    body = torchvision.models.get_model(arg, weights=None, num_classes=num_classes)
+    return nn.Sequential(GreyToRGB(), body) if in_shape[0] == 1 else body
+
+
+def _timm_names() -> list[str]:
+    import timm
+
+    return timm.list_models()
+
+
+def _timm_make(arg, in_shape, num_classes, dropout):
+    import timm
+
+    kw = {"img_size": in_shape[1:]} if "vit" in arg or "deit" in arg else {}
+    return timm.create_model(arg, pretrained=False, num_classes=num_classes, in_chans=in_shape[0],
+                             drop_rate=dropout, **kw)
+
+
+FAMILIES = {
+    "tv": Family("tv", "torchvision", "it is a dependency of this package", _tv_names, _tv_make),
+    "timm": Family("timm", "timm", "pip install 'robustbench_mix[timm]' (or pip install timm)", _timm_names,
+                   _timm_make),
+}
+
+
+def check_model_name(name: str) -> None:
+    """The suite's own models, ``tv:NAME`` (torchvision) or ``timm:NAME``; unknown names suggest the closest."""
+    family, _, arg = name.partition(":")
+    if family in FAMILIES and arg:
+        FAMILIES[family].check(arg)
+    else:
+        MODELS.get(name)
+
+
+def is_model_name(name: str) -> bool:
+    """What a results file may hold in its model column (cheap: no library is imported): also ``user:NAME``,
+    the label of a model evaluated through robustbench_mix.evaluate."""
+    family, _, arg = name.partition(":")
+    labelled = family in FAMILIES or family == "user"
+    return name in MODELS or (labelled and re.fullmatch(r"[A-Za-z0-9_.\-]+", arg) is not None)
+
+
+def check_input(name: str, in_shape: tuple[int, int, int], num_classes: int) -> None:
+    """Refuse, before training, a model that cannot take the data's images: one forward of two zero images."""
+    model = build(name, in_shape=in_shape, num_classes=num_classes, mean=(0.0,) * in_shape[0],
+                  std=(1.0,) * in_shape[0])
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *in_shape))
+    except (RuntimeError, ValueError, AssertionError, IndexError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise UsageError(f"model {name} cannot take this data's images ({in_shape[0]} channel(s), "
+                         f"{in_shape[1]}x{in_shape[2]} pixels): {first}. Pick a model for small images (e.g. "
+                         f"preact_resnet18, cnn) or larger images") from None
+    if tuple(out.shape) != (2, num_classes):
+        raise UsageError(f"model {name} gives outputs of shape {tuple(out.shape)} for 2 images, not (2, {num_classes})")

@@ -203,25 +203,30 @@ def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
 
 
 NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")  # presets, metrics, attacks: what the suite itself writes
+# common-corruption rows: computed (corrupt:NAME:S), or CIFAR-10-C / CIFAR-100-C's files (c10c:, c100c:)
+CORRUPTION_PREFIXES = ("corrupt:", "c10c:", "c100c:")
 
 
 def _check_names(df: pd.DataFrame, path: Path) -> None:
     """Text columns hold only what the suite can write (so nothing a spreadsheet or a plot would interpret
     reaches a table), and each run's config is valid JSON."""
     from .attacks import ATTACKS
+    from .corruptions import SOURCES
     from .data import DATASETS, split_spec
     from .methods import METHODS
-    from .models import MODELS
+    from .models import MODELS, is_model_name
 
     attacks = set(ATTACKS) | {"none", "check", "worst"}
     rules = {
         "split": (lambda v: v in SPLITS, f"one of {', '.join(sorted(SPLITS))}"),
         "method": (lambda v: v in METHODS, f"a method ({', '.join(METHODS)})"),
-        "model": (lambda v: v in MODELS, f"a model ({', '.join(MODELS)})"),
-        "dataset": (lambda v: split_spec(v)[0] in DATASETS and not v.startswith(FORMULA_START),
-                    f"a data set ({', '.join(DATASETS)}, imagefolder:PATH)"),
-        "attack": (lambda v: v.removeprefix("bb:") in attacks or (v.removeprefix("bb:").startswith("ta:")
-                   and NAME.match(v) is not None), "an attack name (fgsm, bb:pgd, ta:NAME, none, check, worst)"),
+        "model": (is_model_name, f"a model ({', '.join(MODELS)}, tv:NAME, timm:NAME)"),
+        "dataset": (lambda v: (split_spec(v)[0] in DATASETS or v in SOURCES or v.startswith("tensors:"))
+                    and not v.startswith(FORMULA_START),
+                    f"a data set ({', '.join(DATASETS)}, imagefolder:PATH, cifar10c, cifar100c, tensors:SHA)"),
+        "attack": (lambda v: (v.removeprefix("bb:") in attacks or v.startswith(CORRUPTION_PREFIXES)
+                              or v.removeprefix("bb:").startswith("ta:")) and NAME.match(v) is not None,
+                   "an attack name (fgsm, bb:pgd, ta:NAME, none, check, worst) or corruption (corrupt:NAME:S)"),
         "preset": (lambda v: NAME.match(v.removesuffix("/surrogate")) is not None, "letters, digits, _ . : -"),
         "metric": (lambda v: NAME.match(v) is not None, "letters, digits, _ . : -"),
         "schedule": (lambda v: v in SCHEDULES, ", ".join(SCHEDULES)),
@@ -354,6 +359,8 @@ def metric_name(split: str, attack: str, eps: float, metric: str) -> str:
     """'test acc', 'fgsm 8/255 acc', 'train_corrupted memorized'."""
     if attack == "none":
         return f"{split} {metric}"
+    if attack.startswith(CORRUPTION_PREFIXES):  # 'corrupt:mean acc': no epsilon
+        return f"{attack} {metric}"
     return f"{attack} {fmt_eps(round(eps * 255, 3))} {metric}"
 
 
@@ -377,8 +384,10 @@ def last_epoch(df: pd.DataFrame) -> pd.DataFrame:
 
 def headline(final: pd.DataFrame) -> pd.DataFrame:
     """The headline measurements among final rows, each named (``metric_name``) in a ``name`` column."""
+    mean_corruption = final["attack"].str.startswith(CORRUPTION_PREFIXES) & final["attack"].str.endswith(":mean")
     m = final[final["metric"].isin(SUMMARY_METRICS) & final["split"].isin(SUMMARY_SPLITS)
-              & (final["attack"] != "check") & ~((final["attack"] != "none") & (final["eps"] == 0))]
+              & (final["attack"] != "check") & (~((final["attack"] != "none") & (final["eps"] == 0))
+                                                | mean_corruption)]
     return m.assign(name=[metric_name(*t) for t in zip(m["split"], m["attack"], m["eps"], m["metric"], strict=True)])
 
 
@@ -440,7 +449,8 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
     if not full:
         names = [n for n in names if "top5" not in n and n != "train_clean acc" and not n.startswith("bb:")]
         if any(n.startswith("worst ") for n in names):
-            names = [n for n in names if n.split(" ")[0] in SUMMARY_SPLITS or n.startswith("worst ")]
+            names = [n for n in names if n.split(" ")[0] in SUMMARY_SPLITS or n.startswith("worst ")
+                     or n.startswith(CORRUPTION_PREFIXES)]
     head = varying + names + ["seeds"] + (["checks failed"] if "checks failed" in summary else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():

@@ -10,7 +10,7 @@ import torch
 from .config import DEFAULT_OPTIONS, Experiment, RunOptions
 from .data import ImageData, prepare
 from .errors import RunFailed, UsageError
-from .evaluate import final_rows
+from .evaluators import final_rows
 from .models import build
 from .train import CHECKPOINT, Hook, fit, load_checkpoint
 
@@ -54,6 +54,8 @@ def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None,
     ``surrogate`` (a trained model) adds black-box rows: attacks crafted on it, evaluated on this model.
     """
     device = resolve_device(exp.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: pick each convolution's fastest kernel once
     prepared = prepare(data, exp.noise, exp.val_fraction, exp.seed, device)
     if run_dir is not None and exp.noise > 0:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import torch
 
 from .config import RunOptions
 from .errors import RunFailed, UsageError
-from .evaluate import autocast_for
+from .evaluators import autocast_for
 
 
 @contextlib.contextmanager

@@ -14,8 +14,6 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-import torch
-
 from . import reference
 from .attacks import ATTACKS
 from .checks import failed_checks
@@ -33,35 +31,28 @@ from .config import (
     surrogate_of,
     validate,
 )
+from .corruptions import CORRUPTIONS, expand
 from .data import DATASETS, ImageData, check_dataset_spec, load, split_spec
 from .errors import RunFailed, UsageError
+from .executors import EXECUTORS, Job, Recorder, checkpoint_epoch, get_executor
 from .methods import METHODS
-from .models import MODELS
+from .models import MODELS, check_input
 from .plots import training_curves
 from .report import write_report
 from .results import (
     ResultsError,
-    RunBusy,
     atomic_write_csv,
     atomic_write_text,
-    clear_failure,
     damaged_runs,
-    device_name,
-    finished_ids,
     git_rev,
     load_runs,
-    merge_run,
-    record_failure,
-    run_lock,
-    run_owner,
     summarize,
     summary_markdown,
-    to_frame,
 )
-from .runner import load_trained, resolve_device, run_experiment
+from .runner import resolve_device
 from .speed import GRAPH_MODES, check_speed_options
 from .tables import TABLES
-from .train import CHECKPOINT, checkpoint_environments, environment, load_checkpoint, mixed_environments
+from .train import CHECKPOINT, Hook, checkpoint_environments, environment
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,14 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train ERM/mixup grids, then measure clean accuracy, FGSM/PGD accuracy and memorization.",
         epilog=f"presets:\n{presets}\n\ndatasets: {', '.join(DATASETS)} (imagefolder:PATH)\n"
-               f"models: {', '.join(MODELS)}\nmethods: {', '.join(METHODS)}\n"
+               f"models: {', '.join(MODELS)}, tv:NAME (torchvision), timm:NAME (extra [timm])\n"
+               f"methods: {', '.join(m for m in METHODS if METHODS.get(m).trainable)}\n"
                f"attacks: {', '.join(ATTACKS)}, ta:NAME (any torchattacks attack, optional extra)\n\n"
                "Lists are comma-separated. Epsilons and step sizes are in /255 units (8/255 or 8).",
     )
     a = p.add_argument
     a("--preset", default="quick", help="named grid to start from (default: quick)")
     a("--dataset", help="digits, cifar10, cifar100 or imagefolder:PATH")
-    a("--model", help=f"one of {', '.join(MODELS)}")
+    a("--model", help=f"one of {', '.join(MODELS)}, or tv:NAME / timm:NAME (torchvision's and timm's models)")
     a("--methods", help="comma-separated methods, e.g. erm,mixup")
     a("--alpha", help="mixup alpha(s), e.g. 1 or 1,8; a grid axis for methods that use alpha")
     a("--dropout", help="dropout rate(s), e.g. 0,0.5; a grid axis")
@@ -92,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--schedule", help="step (lr/10 at 50%% and 75%%), cosine or constant")
     a("--val-fraction", type=float, help="fraction of the (noisy) training set held out for model selection")
     a("--attacks", help="attacks, e.g. fgsm,pgd,ifgsm or ta:AutoAttack")
+    a("--corruptions", help="common corruptions computed on the test set at severities 1-5, e.g. "
+      f"gaussian_noise,contrast or all ({', '.join(CORRUPTIONS)}); accuracy per corruption and severity and "
+      "their mean (labelled computed, not CIFAR-10-C)")
     a("--eps", help="epsilons in /255 units, e.g. 2/255,8/255")
     a("--attack-steps", type=int, help="steps of the iterative attacks (default 10)")
     a("--attack-step-size", type=float, help="step size in /255 units (default 2.5*eps/steps)")
@@ -114,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     a("--cuda-graphs", nargs="?", const="model", choices=GRAPH_MODES, metavar="{model,step}",
       help="replay training as CUDA graphs, much faster at small batches on a GPU (ignored on the CPU): "
       "'model' (the default) each step's forward and backward, 'step' the whole step, optimizer included")
+    a("--executor", default="local", choices=EXECUTORS.names(),
+      help="where runs execute: local (one after another in this process, the default) or ray (Ray tasks on this "
+      "machine or a cluster; optional extra [ray])")
+    a("--address", default="", help="ray: the cluster to join, 'auto' or HOST:PORT (default: start Ray here)")
+    a("--gpus-per-run", type=float, help="ray: GPUs per run; a fraction packs runs, e.g. 0.25 trains four per GPU "
+      "(default: 1 where the cluster has GPUs, else 0)")
+    a("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run, also its torch threads (default 1)")
+    a("--max-retries", type=int, default=2, help="ray: retries of a run whose worker died; it resumes from its "
+      "checkpoint (default 2)")
     a("--force", action="store_true", help="rerun runs that already finished")
     a("--dry-run", action="store_true", help="list the runs and their status without training")
     a("--no-progress", action="store_true", help="no progress bars")
@@ -135,6 +139,8 @@ def suite_from_args(args) -> Suite:
         base = replace(base, attacks=tuple(split_list(args.attacks, "--attacks")))
     if args.eps is not None:
         base = replace(base, eps=parse_eps(args.eps))
+    if args.corruptions is not None:
+        base = replace(base, corruptions=expand(tuple(split_list(args.corruptions, "--corruptions"))))
     variants, by_noise = suite.variants, suite.by_noise
     if args.methods or args.alpha or args.dropout:
         known = list(variants) + [v for _, vs in by_noise for v in vs]
@@ -168,7 +174,8 @@ def check_runs(runs: list[Experiment], args) -> None:
         if split_spec(spec)[0] in ("cifar10", "cifar100"):
             check_writable(Path(args.data_dir), "--data-dir")
     for dev in dict.fromkeys(r.device for r in runs):
-        resolve_device(dev)
+        if args.executor == "local":  # Ray's workers may have the GPUs this machine lacks
+            resolve_device(dev)
     for flag, v in (("--checkpoint-every", args.checkpoint_every), ("--eval-batch-size", args.eval_batch_size)):
         if v < 1:
             raise UsageError(f"{flag} {v} must be at least 1")
@@ -199,13 +206,14 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, hooks: tuple[Hook, ...] = ()) -> int:
+    """The command line; ``hooks`` (epoch, model) run after every epoch of every run, wherever it executes."""
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
     try:
-        return _main(args, "python -m robustbench_mix.suite " + shlex.join(argv))
+        return _main(args, "python -m robustbench_mix.suite " + shlex.join(argv), hooks)
     except (UsageError, ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -258,14 +266,6 @@ def with_surrogates(runs: list[Experiment]) -> list[Experiment]:
     return list(dict.fromkeys(out))
 
 
-def checkpoint_epoch(path: Path) -> int | None:
-    """The epoch a run's checkpoint holds, or None when there is none (or it is unreadable)."""
-    try:
-        return load_checkpoint(path, torch.device("cpu")).get("epoch") if path.exists() else None
-    except RunFailed:
-        return None
-
-
 def changed_data(df, runs: list[Experiment], done: set[str], datasets: dict[str, ImageData]) -> list[str]:
     """Finished runs of this grid whose rows were measured on data with another content than now."""
     recorded = df.drop_duplicates("run_id").set_index("run_id")["data_sha"] if len(df) else {}
@@ -278,12 +278,13 @@ def changed_data(df, runs: list[Experiment], done: set[str], datasets: dict[str,
     return out
 
 
-def _main(args, command: str) -> int:
+def _main(args, command: str, hooks: tuple[Hook, ...] = ()) -> int:
     suite = suite_from_args(args)
     runs = with_surrogates(suite.expand())
     check_runs(runs, args)
+    executor = get_executor(args)
     out = Path(args.out or Path("results") / suite.name)
-    runs_csv, failures_csv = out / "runs.csv", out / "failures.csv"
+    runs_csv = out / "runs.csv"
     df = load_runs(runs_csv, strict=False) if runs_csv.exists() else None
     damaged = damaged_runs(df) if df is not None else {}
     done = (set(df["run_id"]) if df is not None else set()) - set(damaged)
@@ -303,9 +304,20 @@ def _main(args, command: str) -> int:
                   f"{partial_note(ckpt, r) if state == 'partial' else ''}")
         return 0
     check_writable(out, "--out")
+    try:
+        return _run(args, command, hooks, suite, runs, out, df, done, damaged, executor)
+    finally:
+        executor.close()
+
+
+def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) -> int:
+    runs_csv, failures_csv = out / "runs.csv", out / "failures.csv"
+    executor.connect(runs)  # Ray: join or start it now, so a bad --address fails before any data or training
     datasets = {spec: load(spec, args.data_dir) for spec in dict.fromkeys(r.dataset for r in runs)}
     for r in runs:
         check_sizes(r, datasets[r.dataset])
+    for model, spec in dict.fromkeys((r.model, r.dataset) for r in runs):
+        check_input(model, datasets[spec].shape, datasets[spec].num_classes)
     stale = changed_data(df, runs, done, datasets) if df is not None and not args.force else []
     if stale:
         raise UsageError(f"{len(stale)} finished run(s) in {runs_csv} were measured on data whose content has "
@@ -318,73 +330,30 @@ def _main(args, command: str) -> int:
             if checkpoint_epoch(out / "runs" / s.run_id / CHECKPOINT) != s.epochs:
                 todo.add(s.run_id)
 
-    on_cuda = any(resolve_device(r.device).type == "cuda" for r in runs if r.run_id in todo)
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True  # fixed shapes: pick each convolution's fastest kernel once
+    on_cuda = args.executor == "local" and any(resolve_device(r.device).type == "cuda" for r in runs
+                                                if r.run_id in todo)
     hint = speed_hint([r for r in runs if r.run_id in todo], on_cuda, args.cuda_graphs, args.compile)
     if hint:
         print(hint, file=sys.stderr)
     rev = git_rev()
     options = RunOptions(checkpoint_every=args.checkpoint_every, eval_batch_size=args.eval_batch_size,
                          progress=not args.no_progress, compile=args.compile, cuda_graphs=args.cuda_graphs)
-    failed: list[tuple[Experiment, str]] = []
+    job = Job(out, options, args.force, frozenset(done), command, rev, hooks)
     t_suite = time.perf_counter()
-
-    def train_one(exp: Experiment, tag: str) -> None:
-        """Train, evaluate and record one run (its lock held): rows into runs.csv, or a failure into failures.csv."""
-        run_dir = out / "runs" / exp.run_id
-        ckpt = run_dir / CHECKPOINT
-        # finished by another process since this one looked (a surrogate redone for its weights: when those are)
-        if not args.force and exp.run_id in finished_ids(runs_csv) and (
-                exp.run_id not in done or checkpoint_epoch(ckpt) == exp.epochs):
-            print(f"{tag}: finished by another process meanwhile, skipped", file=sys.stderr)
-            return
-        if args.force and ckpt.exists():
-            ckpt.unlink()  # --force: start afresh
-        t0 = time.perf_counter()
-        try:
-            surrogate = None
-            if exp.surrogate_seed is not None:
-                s = surrogate_of(exp)
-                with run_lock(out / "runs" / s.run_id, wait=True):  # another process may still train it
-                    surrogate = load_trained(s, datasets[s.dataset], out / "runs" / s.run_id)
-            rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir, options=options,
-                                  surrogate=surrogate)
-        except (RunFailed, torch.OutOfMemoryError) as e:
-            reason = f"{e.__class__.__name__}: {e}"
-            record_failure(failures_csv, exp, reason)
-            failed.append((exp, reason))
-            print(f"{tag}: FAILED: {reason}", file=sys.stderr)
-            return
-        dev = device_name(resolve_device(exp.device))
-        resumed = mixed_environments(checkpoint_environments(ckpt), exp.epochs) if ckpt.exists() else ""
-        merge_run(runs_csv, to_frame(exp, rows, device=dev, command=command, rev=rev, resumed_from=resumed,
-                                     data_sha=datasets[exp.dataset].fingerprint))
-        clear_failure(failures_csv, exp.run_id)
-        print(f"{tag}: done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
-
-    def attempt(exp: Experiment, tag: str, wait: bool) -> bool:
-        """``train_one`` under the run's lock; False when another process holds it (and not ``wait``)."""
-        try:
-            with run_lock(out / "runs" / exp.run_id, wait=wait):
-                train_one(exp, tag)
-        except RunBusy as e:
-            print(f"{tag}: being trained by {e} (another process on this --out); going on with the others and "
-                  "coming back to it at the end", file=sys.stderr)
-            return False
-        return True
-
-    busy = []
+    todo_runs = []
     for i, exp in enumerate(runs, 1):
         tag = (f"[{i}/{len(runs)}] {exp.run_id} {exp.method} alpha={exp.alpha:g} dropout={exp.dropout:g} "
                f"noise={exp.noise:g} seed={exp.seed}")
-        if exp.run_id not in todo:
+        if exp.run_id in todo:
+            todo_runs.append((exp, tag))
+        else:
             print(f"{tag}: finished earlier, skipped (--force reruns)", file=sys.stderr)
-        elif not attempt(exp, tag, wait=False):
-            busy.append((exp, tag))
-    for exp, tag in busy:  # the runs other processes were training: wait for them, redo any they did not finish
-        print(f"{tag}: waiting for {run_owner(out / 'runs' / exp.run_id)} to finish it", file=sys.stderr)
-        attempt(exp, tag, wait=True)
+    recorder = Recorder(out, len(todo_runs), progress=options.progress and args.executor != "local")
+    try:
+        executor.run(todo_runs, datasets, job, recorder)
+    finally:
+        recorder.close()
+    failed = recorder.failed
 
     if runs_csv.exists():
         df = load_runs(runs_csv, strict=False)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .config import DEFAULT_OPTIONS, Experiment, RunOptions
 from .data import AUGMENTATIONS, Prepared
 from .errors import RunFailed
-from .evaluate import autocast_for, curve_rows, finish, prep
+from .evaluators import autocast_for, curve_rows, finish, prep
 from .methods import METHODS
 from .results import atomic_file, device_name
 from .speed import Speed
@@ -174,7 +174,7 @@ class TrainState:
     def save(self, path: Path) -> None:
         device = self.gen.device
         save_checkpoint({
-            "run_id": self.exp.run_id, "epoch": self.epoch, "curves": self.curves,
+            "run_id": self.exp.run_id, "config": self.exp.to_json(), "epoch": self.epoch, "curves": self.curves,
             "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "generator": self.gen.get_state(), "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),

@@ -7,7 +7,7 @@ from conftest import linear_model
 
 from robustbench_mix.attacks import ATTACKS, attack_loss, fgsm, frozen_eval, get_attack, pgd
 from robustbench_mix.data import to_float
-from robustbench_mix.evaluate import attack_correct, predict
+from robustbench_mix.evaluators import attack_correct, predict
 
 
 def accuracies(model, data, attack, eps_list, steps=5, n=None, restarts=1):

@@ -166,7 +166,7 @@ def test_image_folder_with_mixed_sizes_names_the_odd_file(tmp_path):
 
 def test_a_label_redrawn_to_its_own_class_is_not_counted_as_memorized(small_digits):
     from robustbench_mix.data import corrupt_labels
-    from robustbench_mix.evaluate import memorization_metrics
+    from robustbench_mix.evaluators import memorization_metrics
 
     y = small_digits.train_y.numpy()
     noisy, changed = corrupt_labels(y, 10, 0.5, seed=0)

@@ -12,7 +12,7 @@ import torch
 
 from robustbench_mix.config import RunOptions
 from robustbench_mix.data import prepare
-from robustbench_mix.evaluate import attack_correct, predict
+from robustbench_mix.evaluators import attack_correct, predict
 from robustbench_mix.runner import new_model, run_experiment
 from robustbench_mix.speed import GraphedStep, tensor_lr
 from robustbench_mix.train import fit, lr_factor, make_optimizer

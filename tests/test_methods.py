@@ -169,7 +169,7 @@ def test_label_smoothing_targets_sum_to_one_and_its_loss_is_the_closed_form():
 def test_every_method_trains_a_tiny_model_above_chance(small_digits, tiny_exp):
     from dataclasses import replace
 
-    from robustbench_mix.evaluate import predict
+    from robustbench_mix.evaluators import predict
 
     for name, alpha in (("manifold_mixup", 2.0), ("cutmix", 1.0), ("label_smoothing", 0.1)):
         model = _train(replace(tiny_exp, method=name, alpha=alpha, epochs=4), small_digits)

@@ -188,9 +188,9 @@ def test_a_decompression_bomb_is_refused_before_decoding_naming_the_file(tmp_pat
 
 # ------------------------------------------------------------------- errors: refused before training, or a run's
 def test_attack_samples_larger_than_the_test_set_is_refused_before_training(tmp_path, capsys, monkeypatch):
-    import robustbench_mix.suite as suite
+    import robustbench_mix.executors as executors
 
-    monkeypatch.setattr(suite, "run_experiment", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     assert main(["--out", str(tmp_path), *TINY, "--attack-samples", "100000"]) == 2
     assert "--attack-samples 100000 is larger than the test set of digits (497 images)" in capsys.readouterr().err
 
@@ -202,7 +202,7 @@ def test_negative_or_huge_seeds_are_refused(tmp_path, capsys, flag, value):
 
 
 def test_nan_outputs_at_evaluation_fail_that_run_with_a_reason():
-    from robustbench_mix.evaluate import clean_metrics
+    from robustbench_mix.evaluators import clean_metrics
 
     with pytest.raises(RunFailed, match="not finite at evaluation"):
         clean_metrics(torch.full((4, 10), float("nan")), torch.zeros(4, dtype=torch.long))
@@ -364,3 +364,21 @@ def test_damaged_runs_lists_lost_rows_and_impossible_values():
     bad = df.copy()
     bad.loc[0, "value"] = 1.5
     assert "impossible value 1.5" in damaged_runs(bad)[exp.run_id]
+
+
+def test_rows_of_a_run_whose_driver_died_before_recording_them_are_recorded_without_retraining(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), *TINY, "--seeds", "0"]
+    assert main(argv) == 0
+    df = load_runs(tmp_path / "runs.csv")
+    (rid,) = df["run_id"].unique()
+    # what a worker leaves when its driver dies between the run's end and recording it
+    df.to_csv(tmp_path / "runs" / rid / "rows.csv", index=False)
+    (tmp_path / "runs.csv").unlink()
+    ckpt = tmp_path / "runs" / rid / "checkpoint.pt"
+    before = ckpt.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "finished by another process meanwhile" in capsys.readouterr().err
+    assert ckpt.stat().st_mtime_ns == before  # not retrained
+    assert load_runs(tmp_path / "runs.csv")[KEY + ["value"]].equals(df[KEY + ["value"]])
+    assert not (tmp_path / "runs" / rid / "rows.csv").exists()

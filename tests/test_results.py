@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from robustbench_mix.config import Experiment
-from robustbench_mix.evaluate import expected_calibration_error, memorization_metrics
+from robustbench_mix.evaluators import expected_calibration_error, memorization_metrics
 from robustbench_mix.results import COLUMNS, KEY, load_runs, merge_run, summarize, summary_markdown, to_frame
 
 

@@ -48,12 +48,12 @@ def test_default_suite_writes_runs_summary_and_plots(quick_out, capsys):
 
 
 def test_rerunning_a_finished_suite_trains_nothing(quick_out, capsys, monkeypatch):
-    import robustbench_mix.suite as suite
+    import robustbench_mix.executors as executors
 
     def boom(*a, **k):
         raise AssertionError("trained again")
 
-    monkeypatch.setattr(suite, "run_experiment", boom)
+    monkeypatch.setattr(executors, "run_experiment", boom)
     before = (quick_out / "runs.csv").read_bytes()
     assert main(["--out", str(quick_out), *FAST, "--eval-every", "1"]) == 0
     assert "skipped" in capsys.readouterr().err
@@ -98,9 +98,9 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
 def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monkeypatch, args, message):
     import re
 
-    import robustbench_mix.suite as suite
+    import robustbench_mix.executors as executors
 
-    monkeypatch.setattr(suite, "run_experiment", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     assert main(["--out", str(tmp_path / "o"), "--no-progress", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and re.search(message, err), err
@@ -239,9 +239,9 @@ def test_a_method_added_in_a_test_file_runs_through_the_suite_tables_and_report(
 
 
 def test_a_method_that_hooks_a_random_layer_is_refused_with_speed_flags(tmp_path, capsys, monkeypatch):
-    import robustbench_mix.suite as suite
+    import robustbench_mix.executors as executors
 
-    monkeypatch.setattr(suite, "run_experiment", lambda *a, **k: pytest.fail("training started"))
+    monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     for flag in (["--cuda-graphs"], ["--cuda-graphs", "step"], ["--compile"]):
         assert main(["--out", str(tmp_path), *FAST, "--methods", "erm,manifold_mixup", *flag]) == 2
         err = capsys.readouterr().err

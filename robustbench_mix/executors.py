@@ -1,0 +1,304 @@
+"""Where runs execute: in this process (``local``, the default) or as Ray tasks (``ray``, on one machine's GPUs
+or a cluster). Either way one worker trains one run under that run's lock and returns its rows; only the
+driver decides what to skip and writes runs.csv and failures.csv, so a grid on many workers and other suite
+processes on the same ``--out`` never lose or duplicate a run (the locks are in results.py)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .config import Experiment, RunOptions, surrogate_of
+from .data import ImageData
+from .errors import RunFailed, UsageError
+from .registry import Registry
+from .results import (
+    RunBusy,
+    atomic_write_csv,
+    clear_failure,
+    device_name,
+    finished_ids,
+    load_runs,
+    merge_run,
+    record_failure,
+    run_lock,
+    run_owner,
+    to_frame,
+)
+from .runner import load_trained, resolve_device, run_experiment
+from .train import CHECKPOINT, Hook, checkpoint_environments, load_checkpoint, mixed_environments
+
+EXECUTORS = Registry("executor")
+PENDING = "rows.csv"  # a finished run's rows until the driver has merged them into runs.csv
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every run of one suite invocation shares besides the data; picklable, so a Ray task carries it."""
+
+    out: Path
+    options: RunOptions
+    force: bool
+    done: frozenset[str]  # runs finished when the driver read runs.csv
+    command: str
+    rev: str
+    hooks: tuple[Hook, ...] = ()  # called after every epoch of every run, wherever it executes
+    threads: int | None = None  # CPU threads of a Ray worker (its --cpus-per-run)
+
+
+@dataclass
+class Outcome:
+    """What a worker hands back: the run's rows ("done"), why it failed, or that it was not trained here
+    ("busy": another process holds its lock; "skipped": another process finished it meanwhile)."""
+
+    exp: Experiment
+    status: str
+    frame: pd.DataFrame | None = None
+    reason: str = ""
+    started: float = 0.0  # time.time() on the worker, for the packing figures and tests
+    ended: float = 0.0
+    where: str = ""  # host and pid of the worker
+    resources: dict = field(default_factory=dict)  # what Ray assigned (CPU, GPU shares); empty locally
+
+
+def checkpoint_epoch(path: Path) -> int | None:
+    """The epoch a run's checkpoint holds, or None when there is none (or it is unreadable)."""
+    try:
+        return load_checkpoint(path, torch.device("cpu")).get("epoch") if path.exists() else None
+    except RunFailed:
+        return None
+
+
+def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: bool = False) -> Outcome:
+    """Train, evaluate and return one run's rows, holding its lock; never writes runs.csv or failures.csv."""
+    started, where = time.time(), f"{socket.gethostname()}:{os.getpid()}"
+    run_dir = job.out / "runs" / exp.run_id
+    ckpt, pending = run_dir / CHECKPOINT, run_dir / PENDING
+    try:
+        with run_lock(run_dir, wait=wait):
+            # Trained by another process that has not recorded it (yet, or ever: its driver died). Looked at
+            # before runs.csv: a driver records a run first and removes its pending rows after.
+            if not job.force and pending.exists():
+                return Outcome(exp, "skipped", load_runs(pending, strict=False), started=started, ended=time.time(),
+                               where=where)
+            # finished by another process since the driver looked (a surrogate redone for its weights: when those are)
+            if not job.force and exp.run_id in finished_ids(job.out / "runs.csv") and (
+                    exp.run_id not in job.done or checkpoint_epoch(ckpt) == exp.epochs):
+                return Outcome(exp, "skipped", started=started, ended=time.time(), where=where)
+            if job.force:  # start afresh
+                ckpt.unlink(missing_ok=True)
+                pending.unlink(missing_ok=True)
+            surrogate = None
+            if exp.surrogate_seed is not None:
+                s = surrogate_of(exp)
+                with run_lock(job.out / "runs" / s.run_id, wait=True):  # another process may still train it
+                    surrogate = load_trained(s, datasets[s.dataset], job.out / "runs" / s.run_id)
+            rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir, options=job.options,
+                                  hooks=job.hooks, surrogate=surrogate)
+            resumed = mixed_environments(checkpoint_environments(ckpt), exp.epochs) if ckpt.exists() else ""
+            frame = to_frame(exp, rows, device=device_name(resolve_device(exp.device)), command=job.command,
+                             rev=job.rev, resumed_from=resumed, data_sha=datasets[exp.dataset].fingerprint)
+            # written before the lock is released: whoever takes the lock next sees the run as finished, and
+            # the rows survive a driver that dies before recording them
+            atomic_write_csv(frame, pending)
+    except RunBusy as e:
+        return Outcome(exp, "busy", reason=str(e), started=started, ended=time.time(), where=where)
+    except (RunFailed, torch.OutOfMemoryError) as e:
+        return Outcome(exp, "failed", reason=f"{e.__class__.__name__}: {e}", started=started, ended=time.time(),
+                       where=where)
+    return Outcome(exp, "done", frame, started=started, ended=time.time(), where=where)
+
+
+class Recorder:
+    """The driver's side: writes each outcome into runs.csv / failures.csv and says one line about it."""
+
+    def __init__(self, out: Path, total: int, progress: bool):
+        self.runs_csv, self.failures_csv = out / "runs.csv", out / "failures.csv"
+        self.failed: list[tuple[Experiment, str]] = []
+        self.bar = tqdm(total=total, unit="run", desc="grid", disable=None if progress else True)
+
+    def say(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+
+    def record(self, o: Outcome, tag: str) -> None:
+        if o.frame is not None:  # merging is idempotent: a run's rows replace any earlier rows of it
+            merge_run(self.runs_csv, o.frame)
+            clear_failure(self.failures_csv, o.exp.run_id)
+            (self.runs_csv.parent / "runs" / o.exp.run_id / PENDING).unlink(missing_ok=True)
+        if o.status == "done":
+            self.say(f"{tag}: done in {o.ended - o.started:.1f}s")
+        elif o.status == "skipped":
+            self.say(f"{tag}: finished by another process meanwhile, skipped")
+        else:
+            record_failure(self.failures_csv, o.exp, o.reason)
+            self.failed.append((o.exp, o.reason))
+            self.say(f"{tag}: FAILED: {o.reason}")
+        self.bar.update()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+Runs = list[tuple[Experiment, str]]  # (run, the tag its lines start with), surrogates before their targets
+
+
+@EXECUTORS.register("local")
+class LocalExecutor:
+    """One run after another in this process (the default). Runs that another process is training are left
+    for the end and waited for."""
+
+    def __init__(self, args=None):
+        pass
+
+    def connect(self, runs: list[Experiment]) -> None:
+        pass
+
+    def run(self, runs: Runs, datasets: dict[str, ImageData], job: Job, recorder: Recorder) -> None:
+        busy = []
+        for exp, tag in runs:
+            o = train_run(exp, datasets, job)
+            if o.status == "busy":
+                recorder.say(f"{tag}: being trained by {o.reason} (another process on this --out); going on with "
+                             "the others and coming back to it at the end")
+                busy.append((exp, tag))
+            else:
+                recorder.record(o, tag)
+        for exp, tag in busy:  # wait for the other processes' runs; redo any they did not finish
+            recorder.say(f"{tag}: waiting for {run_owner(job.out / 'runs' / exp.run_id)} to finish it")
+            recorder.record(train_run(exp, datasets, job, wait=True), tag)
+
+    def close(self) -> None:
+        pass
+
+
+RAY_EXTRA = "pip install 'robustbench_mix[ray]' (or pip install ray)"
+_ADDRESS = re.compile(r"(ray://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")
+
+
+def _ray_train(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: bool, *after) -> Outcome:
+    """The Ray task: ``after`` holds the outcomes of the runs this one needs (its surrogate), so Ray starts it
+    only when they are done."""
+    import ray
+
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    if exp.device == "auto" and not ray.get_gpu_ids():  # no GPU share: CPU, even where the node has GPUs
+        exp = replace(exp, device="cpu")  # the device is not part of the run id
+    o = train_run(exp, datasets, job, wait)
+    o.resources = dict(ray.get_runtime_context().get_assigned_resources())
+    return o
+
+
+@EXECUTORS.register("ray")
+class RayExecutor:
+    """Each run a Ray task with ``--gpus-per-run`` of a GPU (a fraction packs several runs on one GPU) and
+    ``--cpus-per-run`` CPUs; a target waits for its surrogate's task. A task whose worker dies (a node lost,
+    ``os._exit``, the OOM killer) is retried up to ``--max-retries`` times and resumes from its checkpoint in
+    the shared ``--out``. The data are put in Ray's object store once, so workers read no files but ``--out``."""
+
+    def __init__(self, args):
+        self.address = args.address or ""
+        self.gpus, self.cpus, self.retries = args.gpus_per_run, args.cpus_per_run, args.max_retries
+        if self.gpus is not None and not 0 <= self.gpus <= 64:
+            raise UsageError(f"--gpus-per-run {self.gpus:g} must be between 0 and 64 (0.25 packs four runs per GPU)")
+        if not 0 < self.cpus <= 1024:
+            raise UsageError(f"--cpus-per-run {self.cpus:g} must be above 0 (e.g. 1 or 4)")
+        if self.retries < 0:
+            raise UsageError(f"--max-retries {self.retries} must be 0 or more")
+        if self.address not in ("", "auto") and not _ADDRESS.fullmatch(self.address):
+            raise UsageError(f"--address {self.address!r} is not 'auto', HOST:PORT or ray://HOST:PORT (empty: start "
+                             "a Ray instance on this machine)")
+        self.started_here = False
+
+    def connect(self, runs: list[Experiment]) -> None:
+        """Join or start Ray before any data are loaded or runs trained, so a bad address fails at once."""
+        try:
+            import ray
+        except ImportError:
+            raise UsageError(f"--executor ray needs the ray package, which is not installed: {RAY_EXTRA}") from None
+        bad = sorted({r.device for r in runs if r.device.startswith("cuda:")})
+        if bad:
+            raise UsageError(f"--device {bad[0]} cannot be used with --executor ray, which assigns each run its GPU "
+                             "share itself; use --device auto or cuda")
+        if ray.is_initialized():  # a program that started Ray itself (as the tests do) keeps its connection
+            return
+        m = _ADDRESS.fullmatch(self.address)
+        if m:  # fail in seconds, naming the address, rather than after Ray's long reconnect timeout
+            host, port = m["host"].strip("[]"), int(m["port"])
+            try:
+                socket.create_connection((host, port), timeout=5).close()
+            except OSError as e:
+                raise UsageError(f"--address {self.address}: cannot reach a Ray head there ({e.strerror or e}); "
+                                 "start one with `ray start --head` or leave --address empty") from None
+        try:
+            ray.init(address=self.address or None, include_dashboard=False, log_to_driver=True,
+                     runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise UsageError(f"--address {self.address or '(empty)'}: could not {'join' if self.address else 'start'}"
+                             f" Ray ({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        self.started_here = True
+
+    def run(self, runs: Runs, datasets: dict[str, ImageData], job: Job, recorder: Recorder) -> None:
+        import ray
+
+        gpus = self.gpus
+        if gpus is None:  # one GPU per run where the cluster has GPUs and the runs may use them
+            on_gpu = any(exp.device != "cpu" for exp, _ in runs)
+            gpus = 1.0 if on_gpu and ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        job = replace(job, options=replace(job.options, progress=False),  # one bar: the driver's
+                      threads=max(1, int(self.cpus)))
+        task = ray.remote(_ray_train).options(num_cpus=self.cpus, num_gpus=gpus, max_retries=self.retries,
+                                              retry_exceptions=False)
+        data = ray.put(datasets)
+        refs: dict[str, ray.ObjectRef] = {}
+        pending: dict[ray.ObjectRef, tuple[Experiment, str, bool]] = {}
+
+        def submit(exp: Experiment, tag: str, wait: bool) -> None:
+            after = [refs[s] for s in ([surrogate_of(exp).run_id] if exp.surrogate_seed is not None else [])
+                     if s in refs]
+            refs[exp.run_id] = ref = task.remote(exp, data, job, wait, *after)
+            pending[ref] = (exp, tag, wait)
+
+        for exp, tag in runs:
+            submit(exp, tag, False)
+        try:
+            while pending:
+                (ref,), _ = ray.wait(list(pending), num_returns=1)
+                exp, tag, waited = pending.pop(ref)
+                try:
+                    o = ray.get(ref)
+                except ray.exceptions.RayError as e:  # the worker died more often than --max-retries, or a bug
+                    first = (str(e).strip().splitlines() or [""])[-1][:500]
+                    o = Outcome(exp, "failed", reason=f"{e.__class__.__name__}: {first}")
+                if o.status == "busy" and not waited:  # held by another process: wait for it in a new task
+                    recorder.say(f"{tag}: being trained by {o.reason} (another process on this --out); a task "
+                                 "waits for it")
+                    submit(exp, tag, True)
+                else:
+                    recorder.record(o, f"{tag} [{o.where}]" if o.where else tag)
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            recorder.say(f"cancelled {len(pending)} Ray task(s)")
+            raise
+
+    def close(self) -> None:
+        if self.started_here:
+            import ray
+
+            ray.shutdown()
+
+
+def get_executor(args) -> LocalExecutor | RayExecutor:
+    return EXECUTORS.get(args.executor)(args)
+
+

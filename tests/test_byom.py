@@ -1,0 +1,211 @@
+"""Bring your own model: the Python API, checkpoint evaluation, tv:/timm: models, AutoAttack, corruptions."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import robustbench_mix as rbm
+from robustbench_mix.checkpoint import main as checkpoint_main
+from robustbench_mix.corruptions import CORRUPTIONS, corrupt
+from robustbench_mix.data import load_digits
+from robustbench_mix.errors import UsageError
+from robustbench_mix.evaluators import predict
+from robustbench_mix.results import KEY, load_runs
+from robustbench_mix.suite import main as suite_main
+
+TRAIN = ["--methods", "mixup", "--noise", "0", "--seeds", "3", "--epochs", "2", "--eps", "8", "--attack-steps", "3",
+         "--attack-samples", "120", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def suite_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("suite")
+    assert suite_main([*TRAIN, "--out", str(out)]) == 0
+    (ckpt,) = out.glob("runs/*/checkpoint.pt")
+    return out, ckpt
+
+
+def _suite_model(ckpt: Path):
+    from robustbench_mix.config import Experiment
+    from robustbench_mix.models import build
+
+    ck = torch.load(ckpt, weights_only=True)
+    exp = Experiment.from_json(ck["config"])
+    d = load_digits(None)
+    mean, std = d.channel_stats()
+    model = build(exp.model, in_shape=d.shape, num_classes=10, mean=mean, std=std)
+    model.load_state_dict(ck["model"])
+    return model, exp
+
+
+def test_the_apis_rows_for_a_suite_trained_model_equal_the_suites_own(suite_run):
+    out, ckpt = suite_run
+    model, exp = _suite_model(ckpt)
+    api = rbm.evaluate(model.eval(), "digits", attacks=exp.attacks, eps=exp.eps, attack_steps=exp.attack_steps,
+                       attack_samples=exp.attack_samples, seed=exp.seed)
+    ours = load_runs(out / "runs.csv")
+    ours = ours[ours["epoch"] == exp.epochs]
+    keys = ["split", "attack", "eps", "metric"]
+    joined = api.merge(ours, on=keys, suffixes=("_api", "_suite"))
+    assert len(joined) == len(api)  # each of the API's rows is one the suite wrote
+    joined = joined[joined["metric"] != "rows_in_run"]  # the marker counts each file's own rows
+    assert len(joined) > 20 and (joined["attack"] == "check").any()  # the sanity checks too
+    np.testing.assert_allclose(joined["value_api"], joined["value_suite"], rtol=1e-5, atol=1e-6)  # CSV: 6 digits
+    assert set(api["method"]) == {"external"} and set(api["model"]) == {"user:model"}
+
+
+def test_a_model_in_training_mode_is_warned_about_and_left_as_found(small_digits):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.Dropout(0.5),
+                                torch.nn.Linear(32, 10)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grads = [p.requires_grad for p in model.parameters()]
+    with pytest.warns(UserWarning, match="training mode"):
+        df = rbm.evaluate(model, (small_digits.test_x, small_digits.test_y), eps=(8,), attack_steps=2,
+                          attack_samples=50)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert [p.requires_grad for p in model.parameters()] == grads and all(p.grad is None for p in model.parameters())
+    assert df["dataset"].iloc[0].startswith("tensors:") and (df["metric"] == "acc").any()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an eval-mode model: no warning
+        rbm.evaluate(model.eval(), (small_digits.test_x, small_digits.test_y), attacks=("fgsm",), eps=(8,),
+                     attack_samples=20)
+
+
+def test_normalize_wraps_the_model_and_float_images_are_taken(small_digits):
+    torch.manual_seed(0)
+    body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    x = small_digits.test_x.float() / 255
+    a = rbm.evaluate(body, (x, small_digits.test_y), normalize=((0.5,), (0.25,)), attacks=("fgsm",), eps=(8,))
+    logits = body((x - 0.5) / 0.25)
+    acc = (logits.argmax(1) == small_digits.test_y).float().mean().item()
+    assert a[(a["attack"] == "none") & (a["metric"] == "acc")]["value"].item() == pytest.approx(acc, abs=1e-6)
+    with pytest.raises(UsageError, match=r"must lie in \[0, 1\]"):
+        rbm.evaluate(body, (x * 255, small_digits.test_y))
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious checkpoint does: run code while being unpickled
+        return (Path.touch, (Path(_Payload.target),))
+
+
+def test_a_checkpoint_that_needs_pickle_is_refused_and_runs_no_code(tmp_path, capsys):
+    _Payload.target = str(tmp_path / "pwned")
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": {}, "extra": _Payload()}, bad)
+    assert checkpoint_main([str(bad), "--model", "cnn", "--dataset", "digits", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "needs pickle" in err and "Traceback" not in err
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_checkpoint_command_writes_the_suites_contract(suite_run, tmp_path, capsys):
+    out, ckpt = suite_run
+    assert checkpoint_main([str(ckpt), "--out", str(tmp_path), "--corruptions", "contrast"]) == 0
+    df = load_runs(tmp_path / "runs.csv")  # the contract's checks pass
+    assert set(df["method"]) == {"mixup"} and (df["attack"] == "corrupt:mean").any()
+    suite = load_runs(out / "runs.csv")
+    both = df.merge(suite[(suite["epoch"] == 2) & (suite["metric"] != "rows_in_run")],
+                    on=["split", "attack", "eps", "metric"])
+    assert len(both) > 10 and np.allclose(both["value_x"], both["value_y"], atol=1e-6)
+    # a plain state_dict of a suite model
+    sd = tmp_path / "sd.pt"
+    torch.save(torch.load(ckpt, weights_only=True)["model"], sd)
+    assert checkpoint_main([str(sd), "--model", "cnn", "--dataset", "digits", "--out", str(tmp_path / "p"),
+                            "--attacks", "fgsm", "--eps", "8"]) == 0
+    assert set(load_runs(tmp_path / "p" / "runs.csv")["method"]) == {"external"}
+    assert checkpoint_main([str(sd), "--out", str(tmp_path / "q")]) == 2
+    assert "give --model" in capsys.readouterr().err
+    assert (tmp_path / "summary.md").exists() and (tmp_path / "report.html").exists()
+
+
+def test_tv_resnet18_trains_one_epoch_on_digits(tmp_path):
+    argv = ["--model", "tv:resnet18", "--methods", "erm", "--noise", "0", "--epochs", "1", "--attacks", "fgsm",
+            "--eps", "8", "--attack-samples", "50", "--check-eps", "0", "--out", str(tmp_path), "--no-progress"]
+    assert suite_main(argv) == 0
+    df = load_runs(tmp_path / "runs.csv")
+    assert set(df["model"]) == {"tv:resnet18"}
+    assert df[(df["attack"] == "none") & (df["metric"] == "acc") & (df["split"] == "test")]["value"].item() > 0.1
+
+
+@pytest.mark.parametrize("model, says", [("tv:resnet1", "did you mean 'resnet18'"),
+                                         ("tv:vit_b_16", "cannot take this data's images")])
+def test_unknown_or_unfit_library_models_are_refused_before_training(tmp_path, capsys, model, says):
+    assert suite_main(["--model", model, "--methods", "erm", "--noise", "0", "--out", str(tmp_path)]) == 2
+    assert says in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_timm_models_need_the_extra_or_train(tmp_path, capsys):
+    try:
+        import timm  # noqa: F401
+    except ImportError:
+        assert suite_main(["--model", "timm:resnet18", "--out", str(tmp_path)]) == 2
+        assert "robustbench_mix[timm]" in capsys.readouterr().err
+        return
+    assert suite_main(["--model", "timm:resnet10t", "--methods", "erm", "--noise", "0", "--epochs", "1",
+                       "--attacks", "fgsm", "--eps", "8", "--attack-samples", "20", "--check-eps", "0",
+                       "--out", str(tmp_path), "--no-progress"]) == 0
+
+
+def test_autoattack_is_at_most_pgds_accuracy(trained):
+    pytest.importorskip("pyautoattack")
+    model, p = trained
+    df = rbm.evaluate(model, (p.test_x, p.test_y), attacks=("pgd", "autoattack"), eps=(24,), attack_samples=40,
+                      check_eps=0)
+    acc = df[(df["metric"] == "acc") & (df["eps"] > 0)].set_index("attack")["value"]
+    assert acc["autoattack"] <= acc["pgd"] and acc["pgd"] < 0.9  # a real attack at this epsilon
+
+
+def test_corruption_severity_zero_is_clean_and_accuracy_falls_with_severity(trained):
+    model, p = trained
+    x, y = p.test_x, p.test_y
+    clean = (predict(model, x, 500).argmax(1) == y).float().mean().item()
+    accs = []
+    for name in CORRUPTIONS:
+        assert torch.equal(corrupt(x, name, 0), x)
+        distortion = [(corrupt(x, name, s).float() - x.float()).abs().mean().item() for s in range(6)]
+        assert all(a < b for a, b in zip(distortion, distortion[1:], strict=False)), (name, distortion)
+        accs.append([(predict(model, corrupt(x, name, s), 500).argmax(1) == y).float().mean().item()
+                     for s in range(6)])
+    assert all(a[0] == clean for a in accs)
+    mean = np.mean(accs, axis=0)  # over the corruptions; single noise corruptions barely move 8x8 digits
+    assert all(a > b for a, b in zip(mean, mean[1:], strict=False)), mean
+    assert corrupt(x, "gaussian_noise", 3, seed=1).dtype == torch.uint8
+    assert torch.equal(corrupt(x, "gaussian_noise", 3, seed=1), corrupt(x, "gaussian_noise", 3, seed=1))
+
+
+def test_a_fake_cifar10c_directory_loads_and_evaluates(tmp_path):
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    n = 4  # images per severity
+    np.save(folder / "labels.npy", np.tile(np.arange(n) % 10, 5).astype(np.uint8))
+    for name in ("gaussian_noise", "fog"):
+        np.save(folder / f"{name}.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    df = rbm.evaluate(model, "cifar10c", data_dir=str(tmp_path))
+    assert sorted(df["attack"].unique())[:3] == ["c10c:fog:1", "c10c:fog:2", "c10c:fog:3"]
+    assert len(df[df["attack"].str.match(r"c10c:\w+:\d")]) == 10 and (df["attack"] == "c10c:mean").sum() == 1
+    mean = df[df["attack"] == "c10c:mean"]["value"].item()
+    assert mean == pytest.approx(df[df["attack"].str.match(r"c10c:\w+:\d")]["value"].mean())
+    with pytest.raises(UsageError, match="CIFAR-100-C not found.*labels.npy.*zenodo"):
+        rbm.evaluate(model, "cifar100c", data_dir=str(tmp_path))
+
+
+def test_api_rows_pass_the_results_contract_and_the_summary_shows_mean_corruption_accuracy(small_digits, tmp_path):
+    from robustbench_mix.results import merge_run, summarize, summary_markdown
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    df = rbm.evaluate(model, "digits", attacks=("fgsm",), eps=(8,), corruptions=("contrast",), name="user:linear")
+    merge_run(tmp_path / "runs.csv", df)
+    back = load_runs(tmp_path / "runs.csv")
+    assert not back.duplicated(KEY).any()
+    assert "corrupt:mean acc" in summary_markdown(summarize(back))
+    assert isinstance(back, pd.DataFrame)

@@ -231,6 +231,7 @@ class RayExecutor:
                              "share itself; use --device auto or cuda")
         if ray.is_initialized():  # a program that started Ray itself (as the tests do) keeps its connection
             return
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a benchmark run reports nothing to anyone
         m = _ADDRESS.fullmatch(self.address)
         if m:  # fail in seconds, naming the address, rather than after Ray's long reconnect timeout
             host, port = m["host"].strip("[]"), int(m["port"])

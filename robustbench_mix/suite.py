@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--weight-decay", type=float, help="SGD weight decay")
     a("--schedule", help="step (lr/10 at 50%% and 75%%), cosine or constant")
     a("--val-fraction", type=float, help="fraction of the (noisy) training set held out for model selection")
-    a("--attacks", help="attacks, e.g. fgsm,pgd,ifgsm or ta:AutoAttack")
+    a("--attacks", help="attacks, e.g. fgsm,pgd,ifgsm, autoattack (the standard AutoAttack, extra [autoattack]; "
+      "far costlier than PGD on the points that survive its first attack) or ta:NAME (torchattacks)")
     a("--corruptions", help="common corruptions computed on the test set at severities 1-5, e.g. "
       f"gaussian_noise,contrast or all ({', '.join(CORRUPTIONS)}); accuracy per corruption and severity and "
       "their mean (labelled computed, not CIFAR-10-C)")

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from .api import evaluate_experiment
-from .config import Experiment, parse_eps, split_list
-from .corruptions import SOURCES, expand
+from .config import Experiment, with_list_flags
+from .corruptions import SOURCES
 from .data import load
 from .errors import UsageError
 from .models import build
@@ -87,13 +87,7 @@ def _main(args, command: str) -> int:
     ck = read_weights(Path(args.path))
     exp, weights, epoch = experiment_for(ck, args)
     over = {"attack_samples": args.attack_samples, "seed": args.seed}
-    exp = replace(exp, **{k: v for k, v in over.items() if v is not None}, device=args.device)
-    if args.attacks is not None:
-        exp = replace(exp, attacks=tuple(split_list(args.attacks, "--attacks")))
-    if args.eps is not None:
-        exp = replace(exp, eps=parse_eps(args.eps))
-    if args.corruptions is not None:
-        exp = replace(exp, corruptions=expand(tuple(split_list(args.corruptions, "--corruptions"))))
+    exp = with_list_flags(replace(exp, **{k: v for k, v in over.items() if v is not None}, device=args.device), args)
     standard = exp.dataset in SOURCES
     # the model is built for the data it was trained on: its normalization and class count come from there
     train_spec = {"cifar10c": "cifar10", "cifar100c": "cifar100"}.get(exp.dataset, exp.dataset)

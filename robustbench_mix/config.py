@@ -119,6 +119,19 @@ def split_list(text: str, flag: str) -> list[str]:
     return parts
 
 
+def with_list_flags(exp: Experiment, args) -> Experiment:
+    """The evaluation's list flags (--attacks, --eps, --corruptions), where given, applied to ``exp``."""
+    from .corruptions import expand
+
+    if args.attacks is not None:
+        exp = replace(exp, attacks=tuple(split_list(args.attacks, "--attacks")))
+    if args.eps is not None:
+        exp = replace(exp, eps=parse_eps(args.eps))
+    if args.corruptions is not None:
+        exp = replace(exp, corruptions=expand(tuple(split_list(args.corruptions, "--corruptions"))))
+    return exp
+
+
 def parse_numbers(text: str, flag: str, kind=float) -> tuple:
     out = []
     for p in split_list(text, flag):

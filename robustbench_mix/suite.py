@@ -25,13 +25,13 @@ from .config import (
     Variant,
     fmt_eps,
     get_preset,
-    parse_eps,
     parse_numbers,
     split_list,
     surrogate_of,
     validate,
+    with_list_flags,
 )
-from .corruptions import CORRUPTIONS, expand
+from .corruptions import CORRUPTIONS
 from .data import DATASETS, ImageData, check_dataset_spec, load, split_spec
 from .errors import RunFailed, UsageError
 from .executors import EXECUTORS, Job, Recorder, checkpoint_epoch, get_executor
@@ -135,13 +135,7 @@ def suite_from_args(args) -> Suite:
               "attack_restarts": args.attack_restarts, "check_eps": args.check_eps,
               "surrogate_seed": args.surrogate_seed, "attack_precision": args.attack_precision,
               "eval_every": args.eval_every, "device": args.device}
-    base = replace(base, **{k: v for k, v in simple.items() if v is not None})
-    if args.attacks is not None:
-        base = replace(base, attacks=tuple(split_list(args.attacks, "--attacks")))
-    if args.eps is not None:
-        base = replace(base, eps=parse_eps(args.eps))
-    if args.corruptions is not None:
-        base = replace(base, corruptions=expand(tuple(split_list(args.corruptions, "--corruptions"))))
+    base = with_list_flags(replace(base, **{k: v for k, v in simple.items() if v is not None}), args)
     variants, by_noise = suite.variants, suite.by_noise
     if args.methods or args.alpha or args.dropout:
         known = list(variants) + [v for _, vs in by_noise for v in vs]

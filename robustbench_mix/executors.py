@@ -22,6 +22,7 @@ from .data import ImageData
 from .errors import RunFailed, UsageError
 from .registry import Registry
 from .results import (
+    ResultsError,
     RunBusy,
     atomic_write_csv,
     clear_failure,
@@ -88,8 +89,11 @@ def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: b
             # Trained by another process that has not recorded it (yet, or ever: its driver died). Looked at
             # before runs.csv: a driver records a run first and removes its pending rows after.
             if not job.force and pending.exists():
-                return Outcome(exp, "skipped", load_runs(pending, strict=False), started=started, ended=time.time(),
-                               where=where)
+                try:
+                    return Outcome(exp, "skipped", load_runs(pending, strict=False), started=started,
+                                   ended=time.time(), where=where)
+                except ResultsError:  # damaged (an edit, a disk error): the run is redone below
+                    pending.unlink(missing_ok=True)
             # finished by another process since the driver looked (a surrogate redone for its weights: when those are)
             if not job.force and exp.run_id in finished_ids(job.out / "runs.csv") and (
                     exp.run_id not in job.done or checkpoint_epoch(ckpt) == exp.epochs):

@@ -382,3 +382,15 @@ def test_rows_of_a_run_whose_driver_died_before_recording_them_are_recorded_with
     assert ckpt.stat().st_mtime_ns == before  # not retrained
     assert load_runs(tmp_path / "runs.csv")[KEY + ["value"]].equals(df[KEY + ["value"]])
     assert not (tmp_path / "runs" / rid / "rows.csv").exists()
+
+
+def test_damaged_pending_rows_are_not_trusted_and_the_run_is_redone(tmp_path, capsys):
+    argv = ["--out", str(tmp_path), *TINY, "--seeds", "0"]
+    assert main(argv) == 0
+    (rid,) = load_runs(tmp_path / "runs.csv")["run_id"].unique()
+    (tmp_path / "runs" / rid / "rows.csv").write_text("run_id,value\nnot,a run\n")
+    (tmp_path / "runs.csv").unlink()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "done in" in capsys.readouterr().err
+    assert load_runs(tmp_path / "runs.csv")["run_id"].unique().tolist() == [rid]

@@ -99,7 +99,7 @@ def evaluate_experiment(model: torch.nn.Module, exp: Experiment, d: ImageData | 
     validate(exp)
     if model.training:
         warnings.warn("the model is in training mode; it is evaluated in eval mode (batch-norm statistics fixed, "
-                      "dropout off) and left in training mode afterwards", stacklevel=2)
+                      "dropout off) and left in training mode afterwards", stacklevel=3)  # the caller of evaluate
     dev = torch.device(device) if device is not None else next(
         (p.device for p in model.parameters()), torch.device("cpu"))
     net = torch.nn.Sequential(Normalize(*normalize).to(dev), model) if normalize is not None else model

@@ -72,6 +72,10 @@ def experiment_for(ck: dict, args) -> tuple[Experiment, dict, int | None]:
         if args.model and args.model != exp.model:
             raise UsageError(f"--model {args.model}: this checkpoint holds a {exp.model} (run {exp.run_id})")
         exp = replace(exp, preset="checkpoint", dataset=args.dataset or exp.dataset)
+        if ck.get("epoch") != exp.epochs:  # a partial run: its rows say how far it was trained
+            print(f"note: run {exp.run_id} stopped at epoch {ck.get('epoch')} of {exp.epochs}; its rows are labelled "
+                  f"epochs={ck.get('epoch')} (trained with the schedule of {exp.epochs} epochs)", file=sys.stderr)
+            exp = replace(exp, epochs=int(ck.get("epoch") or 0))
         return exp, ck["model"], ck.get("epoch")
     if "model" in ck and "run_id" in ck:
         raise UsageError("this suite checkpoint predates the config inside checkpoints; give --model and --dataset "
@@ -93,6 +97,10 @@ def _main(args, command: str) -> int:
     train_spec = {"cifar10c": "cifar10", "cifar100c": "cifar100"}.get(exp.dataset, exp.dataset)
     train_data = load(train_spec, args.data_dir)
     mean, std = train_data.channel_stats()
+    if ck.get("data_sha") and train_spec == Experiment.from_json(ck["config"]).dataset \
+            and ck["data_sha"] != train_data.fingerprint:
+        print(f"warning: {args.path} was trained on data with fingerprint {ck['data_sha']}; {train_spec} is now "
+              f"{train_data.fingerprint} (its content changed)", file=sys.stderr)
     from .runner import resolve_device
 
     device = resolve_device(exp.device)

@@ -209,3 +209,18 @@ def test_api_rows_pass_the_results_contract_and_the_summary_shows_mean_corruptio
     assert not back.duplicated(KEY).any()
     assert "corrupt:mean acc" in summary_markdown(summarize(back))
     assert isinstance(back, pd.DataFrame)
+
+
+def _stop_after_first_epoch(epoch, model):
+    raise KeyboardInterrupt
+
+
+def test_a_partial_checkpoint_is_evaluated_and_labelled_with_its_epoch(tmp_path, capsys):
+    argv = [*TRAIN, "--epochs", "3", "--out", str(tmp_path / "t")]
+    assert suite_main(argv, hooks=(_stop_after_first_epoch,)) == 130
+    (ckpt,) = (tmp_path / "t").glob("runs/*/checkpoint.pt")
+    assert checkpoint_main([str(ckpt), "--out", str(tmp_path / "e")]) == 0
+    assert "stopped at epoch 1 of 3" in capsys.readouterr().err
+    df = load_runs(tmp_path / "e" / "runs.csv")
+    assert set(df["epoch"]) == {1} and set(df["epochs"]) == {1}
+    assert "mixup" in (tmp_path / "e" / "summary.md").read_text()

@@ -24,6 +24,7 @@ from .errors import UsageError
 from .models import build
 from .report import write_report
 from .results import ResultsError, atomic_write_csv, atomic_write_text, merge_run, summarize, summary_markdown
+from .tables import TABLES
 
 
 def read_weights(path: Path) -> dict:
@@ -119,6 +120,8 @@ def _main(args, command: str) -> int:
     summary = summarize(merged)
     atomic_write_csv(summary, out / "summary.csv")
     atomic_write_text(out / "summary.md", "# checkpoint evaluations\n\n" + summary_markdown(summary))
+    for table in ("robust", "corruptions"):
+        TABLES.get(table)(merged, out)
     write_report(out)
     print(summary_markdown(summarize(frame)))
     print(f"{len(frame)} rows for {exp.model} ({exp.method}) on {exp.dataset} -> {out}/runs.csv")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .methods import run_label  # noqa: E402
-from .results import atomic_write_bytes, last_epoch  # noqa: E402
+from .results import adversarial, atomic_write_bytes, corrupted, last_epoch  # noqa: E402
 
 
 def plain(text: str) -> str:
@@ -37,7 +37,7 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
     """Test accuracy (mean over seeds) against epsilon, one panel per attack (white-box attacks are also
     run at epsilon 0, which must equal clean accuracy)."""
     d = last_epoch(df)
-    adv = d[(d["metric"] == "acc") & ~d["attack"].isin(["none", "check"]) & (d["split"] == "test")]
+    adv = d[(d["metric"] == "acc") & adversarial(d) & (d["split"] == "test")]
     if adv.empty:
         return None
     attacks = list(dict.fromkeys(adv["attack"]))
@@ -79,3 +79,32 @@ def training_curves(df: pd.DataFrame, path: Path) -> Path | None:
             ax.legend(fontsize=7)
     fig.tight_layout()
     return save(fig, path)
+
+
+def corruption_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
+    """Test accuracy (mean over seeds) against severity, one panel per common corruption."""
+    d = last_epoch(df)
+    c = d[(d["metric"] == "acc") & corrupted(d) & (d["split"] == "test")]
+    if c.empty:
+        return None
+    parts = c["attack"].str.split(":")
+    c = c.assign(corruption=parts.str[0] + ":" + parts.str[1], severity=parts.str[2].astype(int))
+    names = sorted(dict.fromkeys(c["corruption"]))
+    cols = min(len(names), 5)
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    keys = ["dataset", "model", "method", "alpha", "dropout", "noise"]
+    for ax, name in zip(axes.flat, names, strict=False):
+        for k, g in c[c["corruption"] == name].groupby(keys):
+            m = g.groupby("severity")["value"].mean().sort_index()
+            ax.plot(m.index, m.values * 100, marker="o", label=label(dict(zip(keys, k, strict=True))))
+        ax.set_title(plain(name), fontsize=9)
+        ax.set_xlabel("severity")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return save(fig, path)
+

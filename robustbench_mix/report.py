@@ -24,7 +24,7 @@ from .errors import UsageError  # noqa: E402
 from .plots import label, save  # noqa: E402
 from .results import ResultsError, atomic_write_text, load_results, summarize, summary_markdown  # noqa: E402
 
-TABLE_FILES = ("table2.md", "table3.md", "robust_accuracy.md")
+TABLE_FILES = ("table2.md", "table3.md", "robust_accuracy.md", "corruptions.md")
 
 
 def calibration_plot(summary, path: Path) -> Path | None:

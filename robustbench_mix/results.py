@@ -207,6 +207,17 @@ NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")  # presets, metrics, attacks: what the
 CORRUPTION_PREFIXES = ("corrupt:", "c10c:", "c100c:")
 
 
+def adversarial(df: pd.DataFrame) -> pd.Series:
+    """Rows measured under an attack (white- or black-box, or the per-example worst case): not clean, not a
+    sanity check, not a common corruption."""
+    return ~df["attack"].isin(["none", "check"]) & ~df["attack"].str.startswith(CORRUPTION_PREFIXES)
+
+
+def corrupted(df: pd.DataFrame) -> pd.Series:
+    """Rows measured under one common corruption at one severity (not their mean)."""
+    return df["attack"].str.startswith(CORRUPTION_PREFIXES) & ~df["attack"].str.endswith(":mean")
+
+
 def _check_names(df: pd.DataFrame, path: Path) -> None:
     """Text columns hold only what the suite can write (so nothing a spreadsheet or a plot would interpret
     reaches a table), and each run's config is valid JSON."""

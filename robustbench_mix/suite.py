@@ -375,7 +375,7 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
     print(f"\n{suite.name}: {len(runs)} runs, {seconds:.0f}s; eps: "
           f"{', '.join(fmt_eps(e) for e in suite.base.eps)}; results in {out}/\n")
     print(summary_markdown(summarize(df[df["run_id"].isin(ids)])))
-    for name in suite.tables:
+    for name in dict.fromkeys((*suite.tables, "corruptions")):  # the last writes nothing without corruption rows
         md = TABLES.get(name)(df, out)
         if md:
             print(md)

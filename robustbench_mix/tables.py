@@ -11,9 +11,17 @@ import pandas as pd
 
 from .config import SURROGATE_SUFFIX, fmt_eps
 from .methods import run_label
-from .plots import robust_accuracy, training_curves
+from .plots import corruption_accuracy, robust_accuracy, training_curves
 from .registry import Registry
-from .results import atomic_write_csv, atomic_write_text, clean_curve, config_fields, last_epoch
+from .results import (
+    adversarial,
+    atomic_write_csv,
+    atomic_write_text,
+    clean_curve,
+    config_fields,
+    corrupted,
+    last_epoch,
+)
 
 TABLES: Registry = Registry("table")
 
@@ -124,8 +132,7 @@ def table3(df: pd.DataFrame, out: Path) -> str:
     """The paper's Table 3 layout: rows = (threat, attack, eps, top-k), columns = method; test error in %."""
     d = _label_runs(last_epoch(df))
     clean = d[(d["split"] == "test") & (d["metric"] == "acc_attacked_subset")]
-    d = d[(d["split"] == "test") & d["metric"].isin(["acc", "top5_acc"]) & (d["eps"] > 0)
-          & ~d["attack"].isin(["none", "check"])]
+    d = d[(d["split"] == "test") & d["metric"].isin(["acc", "top5_acc"]) & (d["eps"] > 0) & adversarial(d)]
     if d.empty:
         return ""
     # only the epsilons the runs asked for (not the large gradient-masking check epsilon)
@@ -167,7 +174,7 @@ def table3(df: pd.DataFrame, out: Path) -> str:
 def robust_table(df: pd.DataFrame, out: Path) -> str:
     """Robust accuracy (%) against epsilon for every configuration and attack, plus its plot."""
     d = _label_runs(last_epoch(df))
-    d = d[(d["split"] == "test") & (d["metric"] == "acc") & ~d["attack"].isin(["none", "check"])]
+    d = d[(d["split"] == "test") & (d["metric"] == "acc") & adversarial(d)]
     if d.empty:
         return ""
     d = d.assign(eps_255=d["eps"] * 255, acc=100 * d["value"])
@@ -182,3 +189,31 @@ def robust_table(df: pd.DataFrame, out: Path) -> str:
     md = "\n".join(lines) + "\n"
     atomic_write_text(out / "robust_accuracy.md", md)
     return md
+
+
+# --------------------------------------------------------------------------- common corruptions
+@TABLES.register("corruptions")
+def corruption_table(df: pd.DataFrame, out: Path) -> str:
+    """Accuracy (%) under each common corruption, averaged over severities 1-5, and the mean over all, per
+    configuration (the per-severity numbers are in corruptions.csv and the plot)."""
+    d = _label_runs(last_epoch(df))
+    d = d[(d["split"] == "test") & (d["metric"] == "acc") & corrupted(d)]
+    if d.empty:
+        return ""
+    parts = d["attack"].str.split(":")
+    d = d.assign(source=parts.str[0], corruption=parts.str[1], severity=parts.str[2].astype(int), acc=100 * d["value"])
+    atomic_write_csv(d.pivot_table(index=["variant", "noise", "source", "corruption"], columns="severity",
+                                   values="acc", aggfunc="mean").reset_index(), out / "corruptions.csv")
+    corruption_accuracy(df, out / "corruptions.png")
+    t = d.pivot_table(index=["variant", "noise", "source"], columns="corruption", values="acc", aggfunc="mean")
+    t["mean"] = d.groupby(["variant", "noise", "source"])["acc"].mean()
+    lines = ["## Accuracy (%) under common corruptions", "",
+             "Mean over severities 1-5 (and seeds). `corrupt`: computed by the suite (corruptions.py), not "
+             "CIFAR-10-C; `c10c` / `c100c`: the standard CIFAR-10-C / CIFAR-100-C files.", "",
+             "| variant | noise | source | " + " | ".join(t.columns) + " |", "|" + "---|" * (len(t.columns) + 3)]
+    for (v, p, src), r in t.iterrows():
+        lines.append(f"| {v} | {p:g} | {src} | " + " | ".join("" if pd.isna(x) else f"{x:.1f}" for x in r) + " |")
+    md = "\n".join(lines) + "\n"
+    atomic_write_text(out / "corruptions.md", md)
+    return md
+

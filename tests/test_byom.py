@@ -122,6 +122,11 @@ def test_the_checkpoint_command_writes_the_suites_contract(suite_run, tmp_path, 
     assert checkpoint_main([str(sd), "--out", str(tmp_path / "q")]) == 2
     assert "give --model" in capsys.readouterr().err
     assert (tmp_path / "summary.md").exists() and (tmp_path / "report.html").exists()
+    # corruptions have their own table and plot; the robust-accuracy ones hold attacks only
+    assert "corrupt" not in (tmp_path / "robust_accuracy.md").read_text()
+    assert "| contrast | mean |" in (tmp_path / "corruptions.md").read_text()
+    assert (tmp_path / "corruptions.png").stat().st_size > 1000 and "corruptions.png" in (
+        tmp_path / "report.md").read_text()
 
 
 def test_tv_resnet18_trains_one_epoch_on_digits(tmp_path):

@@ -229,3 +229,13 @@ def test_a_partial_checkpoint_is_evaluated_and_labelled_with_its_epoch(tmp_path,
     df = load_runs(tmp_path / "e" / "runs.csv")
     assert set(df["epoch"]) == {1} and set(df["epochs"]) == {1}
     assert "mixup" in (tmp_path / "e" / "summary.md").read_text()
+
+
+def test_the_public_names_are_the_api_not_modules():
+    import types
+
+    import robustbench_mix.evaluators  # noqa: F401 - importing a submodule must not rebind the package's names
+
+    assert callable(rbm.evaluate) and not isinstance(rbm.evaluate, types.ModuleType)
+    assert set(rbm.__all__) == {"CORRUPTIONS", "__version__", "evaluate", "load_runs"}
+    assert rbm.evaluate.__doc__ and "long-form rows" in rbm.evaluate.__doc__

@@ -94,7 +94,7 @@ def evaluate_experiment(model: torch.nn.Module, exp: Experiment, d: ImageData | 
     label = exp.dataset
     if d is None:
         exp = replace(exp, attacks=(), attack_samples=0)
-    elif exp.attack_samples > len(d.test_y) or exp.attack_samples == 0:
+    elif exp.attack_samples > len(d.test_y):  # more than there are: all of them
         exp = replace(exp, attack_samples=0)
     validate(exp)
     if model.training:

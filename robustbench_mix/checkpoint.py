@@ -24,6 +24,7 @@ from .errors import UsageError
 from .models import build
 from .report import write_report
 from .results import ResultsError, atomic_write_csv, atomic_write_text, merge_run, summarize, summary_markdown
+from .runner import resolve_device
 from .tables import TABLES
 
 
@@ -102,8 +103,6 @@ def _main(args, command: str) -> int:
             and ck["data_sha"] != train_data.fingerprint:
         print(f"warning: {args.path} was trained on data with fingerprint {ck['data_sha']}; {train_spec} is now "
               f"{train_data.fingerprint} (its content changed)", file=sys.stderr)
-    from .runner import resolve_device
-
     device = resolve_device(exp.device)
     model = build(exp.model, in_shape=train_data.shape, num_classes=train_data.num_classes, mean=mean, std=std,
                   dropout=exp.dropout)

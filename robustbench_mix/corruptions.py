@@ -132,13 +132,13 @@ def load_standard(name: str, data_dir: str | Path) -> tuple[dict[str, torch.Tens
                          f"{', '.join(c + '.npy' for c in STANDARD_CORRUPTIONS[:3])}, ...), the standard files from "
                          f"{source}; unpack the archive into --data-dir ({data_dir})")
     y = torch.from_numpy(np.load(labels).astype(np.int64))
+    if len(y) % len(SEVERITIES):
+        raise UsageError(f"{labels}: {len(y)} labels is not five severities of one test set")
     out = {}
     for f in files:
         x = np.load(f, mmap_mode="r")
         if x.ndim != 4 or x.shape[-1] not in (1, 3) or len(x) != len(y) or x.dtype != np.uint8:
             raise UsageError(f"{f}: expected uint8 images (N, H, W, 3) with one per label in labels.npy "
                              f"({len(y)}), got {x.dtype} {x.shape}")
-        if len(y) % len(SEVERITIES):
-            raise UsageError(f"{labels}: {len(y)} labels is not five severities of one test set")
         out[f.stem] = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     return out, y

@@ -268,8 +268,8 @@ class RayExecutor:
         pending: dict[ray.ObjectRef, tuple[Experiment, str, bool]] = {}
 
         def submit(exp: Experiment, tag: str, wait: bool) -> None:
-            after = [refs[s] for s in ([surrogate_of(exp).run_id] if exp.surrogate_seed is not None else [])
-                     if s in refs]
+            surrogate = surrogate_of(exp).run_id if exp.surrogate_seed is not None else None
+            after = [refs[surrogate]] if surrogate in refs else []  # none when it was finished before
             refs[exp.run_id] = ref = task.remote(exp, data, job, wait, *after)
             pending[ref] = (exp, tag, wait)
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .methods import run_label  # noqa: E402
-from .results import adversarial, atomic_write_bytes, corrupted, last_epoch  # noqa: E402
+from .results import adversarial, atomic_write_bytes, corrupted, corruption_parts, last_epoch  # noqa: E402
 
 
 def plain(text: str) -> str:
@@ -87,8 +87,8 @@ def corruption_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
     c = d[(d["metric"] == "acc") & corrupted(d) & (d["split"] == "test")]
     if c.empty:
         return None
-    parts = c["attack"].str.split(":")
-    c = c.assign(corruption=parts.str[0] + ":" + parts.str[1], severity=parts.str[2].astype(int))
+    c = corruption_parts(c)
+    c = c.assign(corruption=c["source"] + ":" + c["corruption"])
     names = sorted(dict.fromkeys(c["corruption"]))
     cols = min(len(names), 5)
     rows = -(-len(names) // cols)

@@ -218,6 +218,12 @@ def corrupted(df: pd.DataFrame) -> pd.Series:
     return df["attack"].str.startswith(CORRUPTION_PREFIXES) & ~df["attack"].str.endswith(":mean")
 
 
+def corruption_parts(df: pd.DataFrame) -> pd.DataFrame:
+    """``corrupted`` rows with their attack ``<source>:<corruption>:<severity>`` as three columns."""
+    parts = df["attack"].str.split(":")
+    return df.assign(source=parts.str[0], corruption=parts.str[1], severity=parts.str[2].astype(int))
+
+
 def _check_names(df: pd.DataFrame, path: Path) -> None:
     """Text columns hold only what the suite can write (so nothing a spreadsheet or a plot would interpret
     reaches a table), and each run's config is valid JSON."""

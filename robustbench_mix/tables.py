@@ -20,6 +20,7 @@ from .results import (
     clean_curve,
     config_fields,
     corrupted,
+    corruption_parts,
     last_epoch,
 )
 
@@ -169,6 +170,15 @@ def table3(df: pd.DataFrame, out: Path) -> str:
     return md
 
 
+def _percent_md(t: pd.DataFrame) -> str:
+    """A table indexed by (variant, noise, third key) as Markdown, one decimal, blank where missing."""
+    names = list(t.index.names)
+    lines = ["| " + " | ".join([*names, *map(str, t.columns)]) + " |", "|" + "---|" * (len(t.columns) + 3)]
+    for (v, p, k), r in t.iterrows():
+        lines.append(f"| {v} | {p:g} | {k} | " + " | ".join("" if pd.isna(x) else f"{x:.1f}" for x in r) + " |")
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------- robust accuracy vs eps
 @TABLES.register("robust")
 def robust_table(df: pd.DataFrame, out: Path) -> str:
@@ -182,11 +192,7 @@ def robust_table(df: pd.DataFrame, out: Path) -> str:
     t.columns = [fmt_eps(round(c, 3)) for c in t.columns]
     atomic_write_csv(t.reset_index(), out / "robust_accuracy.csv")
     robust_accuracy(df, out / "robust_accuracy.png")
-    lines = ["## Robust accuracy (%) against epsilon", "",
-             "| variant | noise | attack | " + " | ".join(t.columns) + " |", "|" + "---|" * (len(t.columns) + 3)]
-    for (v, p, a), r in t.iterrows():
-        lines.append(f"| {v} | {p:g} | {a} | " + " | ".join("" if pd.isna(x) else f"{x:.1f}" for x in r) + " |")
-    md = "\n".join(lines) + "\n"
+    md = "## Robust accuracy (%) against epsilon\n\n" + _percent_md(t)
     atomic_write_text(out / "robust_accuracy.md", md)
     return md
 
@@ -200,20 +206,15 @@ def corruption_table(df: pd.DataFrame, out: Path) -> str:
     d = d[(d["split"] == "test") & (d["metric"] == "acc") & corrupted(d)]
     if d.empty:
         return ""
-    parts = d["attack"].str.split(":")
-    d = d.assign(source=parts.str[0], corruption=parts.str[1], severity=parts.str[2].astype(int), acc=100 * d["value"])
+    d = corruption_parts(d).assign(acc=100 * d["value"])
     atomic_write_csv(d.pivot_table(index=["variant", "noise", "source", "corruption"], columns="severity",
                                    values="acc", aggfunc="mean").reset_index(), out / "corruptions.csv")
     corruption_accuracy(df, out / "corruptions.png")
     t = d.pivot_table(index=["variant", "noise", "source"], columns="corruption", values="acc", aggfunc="mean")
     t["mean"] = d.groupby(["variant", "noise", "source"])["acc"].mean()
-    lines = ["## Accuracy (%) under common corruptions", "",
-             "Mean over severities 1-5 (and seeds). `corrupt`: computed by the suite (corruptions.py), not "
-             "CIFAR-10-C; `c10c` / `c100c`: the standard CIFAR-10-C / CIFAR-100-C files.", "",
-             "| variant | noise | source | " + " | ".join(t.columns) + " |", "|" + "---|" * (len(t.columns) + 3)]
-    for (v, p, src), r in t.iterrows():
-        lines.append(f"| {v} | {p:g} | {src} | " + " | ".join("" if pd.isna(x) else f"{x:.1f}" for x in r) + " |")
-    md = "\n".join(lines) + "\n"
+    md = ("## Accuracy (%) under common corruptions\n\nMean over severities 1-5 (and seeds). `corrupt`: computed by "
+          "the suite (corruptions.py), not CIFAR-10-C; `c10c` / `c100c`: the standard CIFAR-10-C / CIFAR-100-C "
+          "files.\n\n" + _percent_md(t))
     atomic_write_text(out / "corruptions.md", md)
     return md
 

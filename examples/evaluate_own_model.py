@@ -14,7 +14,7 @@ for _ in range(300):  # full-batch training, a few seconds on a CPU
     torch.nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
 
-rows = rbm.evaluate(model.eval(), "digits", attacks=("fgsm", "pgd"), eps=(2, 8), corruptions=("all",),
+rows = rbm.evaluate(model.eval(), "digits", attacks=("fgsm", "pgd"), eps=(2 / 255, 8 / 255), corruptions=("all",),
                     name="user:mlp")
 acc = rows[(rows["metric"] == "acc") & ~rows["attack"].str.match(r"corrupt:\w+:\d")]
-print(acc.assign(eps_255=(acc["eps"] * 255).round(1))[["attack", "eps_255", "value"]].to_string(index=False))
+print(acc[["attack", "eps_255", "value"]].to_string(index=False))

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pandas as pd
 import torch
 
-from .config import Experiment, validate
+from .config import Experiment, eps_from_fraction, validate
 from .corruptions import SOURCES, expand, load_standard
 from .data import ImageData, load, prepare
 from .errors import UsageError
@@ -57,33 +57,55 @@ def _data(data, data_dir) -> tuple[str, ImageData | None]:
                      f"cifar100c), an ImageData or a pair (images, labels); got {type(data).__name__}")
 
 
-def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2.0, 8.0), attack_steps: int = 10,
-             attack_step_size: float | None = None, attack_samples: int = 1000, attack_restarts: int = 1,
-             check_eps: float = 64.0, attack_precision: str = "fp32", corruptions=(),
+def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 255, 8 / 255), attack_steps: int = 10,
+             attack_step_size: float | None = None, attack_samples: int = 0, attack_restarts: int = 1,
+             check_eps: float = 64 / 255, attack_precision: str = "fp32", corruptions=(),
              normalize: tuple | None = None, name: str = "user:model", seed: int = 0, batch_size: int = 1000,
              device: str | torch.device | None = None, data_dir: str = "data", progress: bool = False,
              ) -> pd.DataFrame:
-    """Clean accuracy, NLL and ECE, each attack at each epsilon (/255 units) with the sanity checks, and
-    common corruptions, of ``model`` on ``data``'s test images, as the suite's long-form rows.
+    """Clean accuracy, NLL and ECE, each attack at each epsilon with the sanity checks, and common corruptions,
+    of ``model`` on ``data``'s test images, as the suite's long-form rows.
+
+    Epsilons (``eps``, ``check_eps``, ``attack_step_size``) are fractions of the [0, 1] pixel range, as in
+    torchattacks, AutoAttack and RobustBench: ``eps=(8/255,)``, or the string ``"8/255"``; a number >= 1 (``8``)
+    is refused rather than read as 8/255. (The command line and ``Experiment`` take /255 units instead.) Rows
+    write ``eps`` as that fraction and ``eps_255`` in /255 units.
 
     ``model`` takes images in [0, 1] (or give ``normalize=(mean, std)`` to put normalization in front of it);
     it is evaluated in eval mode, and its mode and parameters are left as found (a warning says when it was in
     training mode). ``data``: a data set name the suite knows (``digits``, ``cifar10``, ``imagefolder:PATH``;
     ``cifar10c`` / ``cifar100c`` evaluate the standard CIFAR-10-C / CIFAR-100-C files in ``data_dir``,
     corruptions only), an ``ImageData``, or a pair ``(images, labels)``. ``corruptions``: computed common
-    corruptions (names, or ``("all",)``) at severities 1-5. ``attack_samples`` 0 attacks every test image.
+    corruptions (names, or ``("all",)``) at severities 1-5. ``attack_samples`` 0 (the default, as RobustBench's
+    ``benchmark``) attacks every test image; N attacks a class-stratified sample of N that is the same for every
+    model on that test set (rows say so in ``n_eval`` and ``eval_subset``).
     ``name`` labels the model in the ``model`` column (``user:...``, ``tv:...`` or ``timm:...``).
     """
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     label, d = _data(data, data_dir)
     exp = Experiment(preset="api", dataset=label, model=name, method="external", epochs=0,
-                     attacks=tuple(attacks), eps=tuple(float(e) for e in eps),
-                     attack_steps=attack_steps, attack_step_size=attack_step_size, attack_samples=attack_samples,
-                     attack_restarts=attack_restarts, check_eps=check_eps, attack_precision=attack_precision,
+                     attacks=_listed(attacks, "attacks"), eps=tuple(eps_from_fraction(e) for e in _listed(eps, "eps")),
+                     attack_steps=attack_steps, attack_samples=attack_samples,
+                     attack_step_size=None if attack_step_size is None
+                     else eps_from_fraction(attack_step_size, "attack_step_size"),
+                     attack_restarts=attack_restarts, check_eps=eps_from_fraction(check_eps, "check_eps"),
+                     attack_precision=attack_precision,
                      corruptions=expand(tuple(corruptions)), seed=seed)
     return evaluate_experiment(model, exp, d, normalize=normalize, batch_size=batch_size, device=device,
                                data_dir=data_dir, progress=progress)
+
+
+def _listed(value, name: str) -> tuple:
+    """One value or a sequence of them: ``eps=8/255`` and ``eps="8/255"`` are one epsilon, not a list of
+    characters."""
+    if isinstance(value, str | int | float):
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise UsageError(f"{name}={value!r} is neither a number nor a sequence of them, e.g. {name}=(2/255, 8/255)") \
+            from None
 
 
 def evaluate_experiment(model: torch.nn.Module, exp: Experiment, d: ImageData | None, *, normalize=None,

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import dataclass, fields, replace
 
 from .errors import UsageError
@@ -18,12 +19,16 @@ NOT_HASHED = {"preset", "device"}
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
 ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": ()}
 PRECISIONS = ("fp32", "bf16")
+# Since 0.4.0 a run that attacks fewer than all test images attacks a class-stratified sample (data.attack_subset),
+# not the first N: such runs hash this rule too, so they never share an id with a first-N run's numbers.
+SUBSET_RULE = "stratified-v1"
 SEED_LIMIT = 2**32
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """One training run and its evaluation. Epsilons and step sizes are in /255 units."""
+    """One training run and its evaluation. Epsilons and step sizes are in /255 units here (8.0 is 8/255), as on
+    the command line; the Python API takes fractions (8/255) and results write both (``eps``, ``eps_255``)."""
 
     preset: str = "custom"
     dataset: str = "digits"
@@ -44,7 +49,7 @@ class Experiment:
     eps: tuple[float, ...] = (2.0, 8.0)
     attack_steps: int = 10
     attack_step_size: float | None = None  # /255; None means 2.5 * eps / steps (Madry et al.)
-    attack_samples: int = 0  # first N test images are attacked; 0 = all
+    attack_samples: int = 0  # a class-stratified N of the test images are attacked (data.attack_subset); 0 = all
     eval_every: int = 0  # clean/memorization curve every N epochs; 0 = only at the end
     attack_restarts: int = 1  # random-start attacks: an example counts as robust only if it survives all
     check_eps: float = 64.0  # /255; PGD here must break the model (gradient-masking check); 0 = skip
@@ -91,25 +96,63 @@ def config_hash(exp: Experiment) -> str:
     d = {k: v for k, v in exp.to_dict().items()
          if k not in NOT_HASHED and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
     d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+    if exp.attack_samples:
+        d["attack_subset"] = SUBSET_RULE
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
 # ----------------------------------------------------------------------------------------- parsing
-def parse_eps(text: str) -> tuple[float, ...]:
-    """'2/255,8/255' or '2,8' -> (2.0, 8.0), in /255 units."""
-    out = []
-    for part in split_list(text, "--eps"):
-        num, sep, den = part.partition("/")
+EPS_UNITS = ("epsilons on the command line are in /255 units: 8/255 and 8 both mean 8/255 of the [0, 1] pixel "
+             "range")
+
+
+def parse_eps_value(part: str, flag: str = "--eps") -> float:
+    """'8/255' or '8' -> 8.0 (/255 units). A bare number in (0, 1), such as 0.03, is refused: it is a fraction of
+    the pixel range written without its unit (as torchattacks takes it), which here would mean 0.03/255."""
+    part = part.strip()
+    num, sep, den = part.partition("/")
+    try:
+        v, d = float(num), float(den) if sep else None
+    except ValueError:
+        raise UsageError(f"{flag} {part!r} is not a number; {EPS_UNITS}, e.g. {flag} 2/255,8/255") from None
+    if d is not None and d != 255:
+        raise UsageError(f"{flag} {part!r}: only /255 is accepted as a denominator; {EPS_UNITS} (e.g. {v * 255 / d:.4g}"
+                         f"/255 for {part})")
+    if not math.isfinite(v) or v < 0:
+        raise UsageError(f"{flag} {part!r} must be a finite number >= 0; {EPS_UNITS}")
+    if d is None and 0 < v < 1:
+        raise UsageError(f"{flag} {part!r} is ambiguous: {EPS_UNITS}, so {part} would be {part}/255. For a fraction "
+                         f"of the pixel range write {v * 255:.4g}/255; write {part}/255 if you mean {part}/255")
+    return v
+
+
+def parse_eps(text: str, flag: str = "--eps") -> tuple[float, ...]:
+    """'2/255,8/255' or '2,8' -> (2.0, 8.0), in /255 units (see :func:`parse_eps_value`)."""
+    return tuple(parse_eps_value(p, flag) for p in split_list(text, flag))
+
+
+def eps_from_fraction(value, name: str = "eps") -> float:
+    """The Python API's convention, the anchors' (torchattacks, AutoAttack, RobustBench): a fraction of the [0, 1]
+    pixel range, as a number (8/255) or a string ('8/255'); -> /255 units. A number >= 1 is refused: 8 is not 8/255
+    there, and an epsilon of the whole range means nothing."""
+    if isinstance(value, str):  # '8/255': a fraction written as text
+        num, sep, den = value.strip().partition("/")
         try:
-            v = float(num)
-            if sep:
-                if float(den) != 255:
-                    raise UsageError(f"--eps {part!r}: give epsilons in /255 units, e.g. 8/255 or 8")
-        except ValueError:
-            raise UsageError(f"--eps {part!r} is not a number; use e.g. --eps 2/255,8/255") from None
-        out.append(v)
-    return tuple(out)
+            frac = float(num) / float(den) if sep else None
+        except (ValueError, ZeroDivisionError):
+            frac = None
+        if frac is None:
+            raise UsageError(f"{name}={value!r} is not a fraction such as '8/255'; give a number (8/255) or such "
+                             "a string")
+        value = frac
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise UsageError(f"{name}={value!r} is not a number; give fractions of the pixel range, e.g. {name}=8/255")
+    v = float(value)
+    if v < 0 or v >= 1:
+        raise UsageError(f"{name}={value!r} is outside [0, 1): the API takes fractions of the [0, 1] pixel range, "
+                         f"like torchattacks and AutoAttack; write {name}={value}/255 for {value:g}/255")
+    return round(v * 255, 6)
 
 
 def split_list(text: str, flag: str) -> list[str]:

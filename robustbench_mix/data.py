@@ -292,6 +292,33 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[k:]), np.sort(order[:k])
 
 
+SUBSET_SEED = 0  # one attacked subset per test set: the same images for every run, method and seed
+
+
+def attack_subset(y: np.ndarray, n: int, seed: int = SUBSET_SEED) -> np.ndarray:
+    """Sorted indices of a class-stratified sample of ``n`` of the labels ``y`` (all of them when ``n`` is 0 or
+    at least ``len(y)``): each class gets its share of ``n`` by the largest-remainder rule (ties to the lower
+    class), drawn without replacement by a generator seeded with ``seed`` alone, so every run attacks the same
+    images. Storage order would not do: an image folder is sorted by class, its first 1000 are one class."""
+    y = np.asarray(y)
+    if n <= 0 or n >= len(y):
+        return np.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    quota = n * counts / len(y)
+    take = np.floor(quota).astype(np.int64)
+    short = n - int(take.sum())
+    order = np.lexsort((np.arange(len(classes)), -(quota - take)))  # largest remainder first
+    take[order[:short]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(np.flatnonzero(y == c), size=k, replace=False) for c, k in zip(classes, take, strict=True)]
+    return np.sort(np.concatenate(picked))
+
+
+def subset_sha(index: np.ndarray) -> str:
+    """A short fingerprint of an index set: two runs attacked the same images iff it is equal."""
+    return hashlib.sha256(np.asarray(index, dtype="<i8").tobytes()).hexdigest()[:10]
+
+
 @dataclass
 class Prepared:
     """What the trainer and evaluators see: tensors on the device, noisy labels and bookkeeping."""

@@ -1,7 +1,9 @@
 """Evaluators: clean metrics, calibration, adversarial accuracy and memorization, returned as tidy rows.
 
-A row here is ``{"split", "attack", "eps", "metric", "value"}``; :mod:`results` adds the config and
-provenance. Metrics stay on the device until one ``.tolist()`` per evaluation.
+A row here is ``{"split", "attack", "eps", "metric", "value", "n_eval", "eval_subset"}``: ``eps`` a fraction
+of the pixel range, ``n_eval`` the number of images the value is over and ``eval_subset`` which ones (``all``
+of the split, or ``stratified:<sha>``, the attacked subset of :func:`data.attack_subset`); :mod:`results` adds
+the config and provenance. Metrics stay on the device until one ``.tolist()`` per evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from tqdm.auto import tqdm
 
 from .attacks import default_step_size, frozen_eval, get_attack, input_grad
 from .checks import check_rows
-from .data import Prepared, to_float
+from .data import Prepared, attack_subset, subset_sha, to_float
 from .errors import RunFailed
 
 ECE_BINS = 15
@@ -96,8 +98,12 @@ def memorization_metrics(logits, noisy_y, true_y, corrupted) -> list[tuple[str, 
     return rows
 
 
-def row(split, metric, value, attack="none", eps=0.0) -> dict:
-    return {"split": split, "attack": attack, "eps": eps, "metric": metric, "value": value}
+ALL = "all"  # eval_subset of a value over the whole split
+
+
+def row(split, metric, value, attack="none", eps=0.0, n: int | None = None, subset: str = ALL) -> dict:
+    return {"split": split, "attack": attack, "eps": eps, "metric": metric, "value": value, "n_eval": n,
+            "eval_subset": subset}
 
 
 def finish(rows: list[dict]) -> list[dict]:
@@ -113,16 +119,28 @@ def finish(rows: list[dict]) -> list[dict]:
 
 def curve_rows(model, data: Prepared, batch_size: int) -> list[dict]:
     """The cheap per-epoch evaluation: clean test metrics, validation accuracy, memorization."""
-    rows = [row("test", k, v) for k, v in clean_metrics(predict(model, data.test_x, batch_size),
-                                                         data.test_y).items()]
+    rows = [row("test", k, v, n=len(data.test_y)) for k, v in clean_metrics(predict(model, data.test_x, batch_size),
+                                                                           data.test_y).items()]
     if len(data.val_y):
-        rows += [row("val", k, v) for k, v in clean_metrics(predict(model, data.val_x, batch_size),
-                                                            data.val_y).items()]
+        rows += [row("val", k, v, n=len(data.val_y)) for k, v in clean_metrics(predict(model, data.val_x, batch_size),
+                                                                              data.val_y).items()]
     if data.corrupted.any():
         logits = predict(model, data.train_x, batch_size)
-        rows += [row(s, m, v) for s, m, v in
+        n_bad = int(data.corrupted.sum())
+        sizes = {"train": len(data.train_y), "train_clean": len(data.train_y) - n_bad, "train_corrupted": n_bad}
+        rows += [row(s, m, v, n=sizes[s]) for s, m, v in
                  memorization_metrics(logits, data.train_y, data.train_true_y, data.corrupted)]
     return rows
+
+
+def attacked_images(data: Prepared, exp) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The test images the attacks run on: all of them, or ``exp.attack_samples`` of them drawn class-stratified
+    (the same for every run on this test set), with their ``eval_subset`` label."""
+    idx = attack_subset(data.test_y.cpu().numpy(), exp.attack_samples)
+    if len(idx) == len(data.test_y):
+        return data.test_x, data.test_y, ALL
+    t = torch.as_tensor(idx, device=data.test_y.device)
+    return data.test_x[t], data.test_y[t], f"stratified:{subset_sha(idx)}"
 
 
 def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps: int,
@@ -163,11 +181,11 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps:
     return {"top1": top1, "top5": top5, "linf": linf * 255.0, "box": box}
 
 
-def _acc_rows(res: dict, attack: str, e255: float, num_classes: int) -> list[dict]:
-    eps = round(e255 / 255.0, 6)
-    rows = [row("test", "acc", res["top1"].float().mean(), attack, eps)]
+def _acc_rows(res: dict, attack: str, e255: float, num_classes: int, subset: str) -> list[dict]:
+    eps, n = round(e255 / 255.0, 6), len(res["top1"])
+    rows = [row("test", "acc", res["top1"].float().mean(), attack, eps, n, subset)]
     if num_classes >= TOP5_MIN_CLASSES:
-        rows.append(row("test", "top5_acc", res["top5"].float().mean(), attack, eps))
+        rows.append(row("test", "top5_acc", res["top5"].float().mean(), attack, eps, n, subset))
     return rows
 
 
@@ -184,15 +202,15 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
     """White-box accuracy under every attack at epsilon 0 (a check), each epsilon and ``check_eps``;
     black-box (``bb:<attack>``) accuracy from ``surrogate``; the per-example worst case over white-box
     attacks (``worst``); the input-gradient size; then the sanity checks as ``check`` rows."""
-    n = exp.attack_samples or len(data.test_y)
-    x, y = data.test_x[:n], data.test_y[:n]
+    x, y, subset = attacked_images(data, exp)
+    n = len(y)
     nc = data.num_classes
     kw = dict(steps=exp.attack_steps, step_size=exp.attack_step_size, batch_size=batch_size, seed=exp.seed,
               precision=exp.attack_precision)
     # at the attacks' precision: on CUDA clean evaluation runs in bf16, which flips a few predictions
     # against fp32 and would fail the exact eps-0 check for no fault of the attack
     clean = predict(model, x, batch_size, precision=exp.attack_precision)
-    rows = [row("test", "acc_attacked_subset", (clean.argmax(1) == y).float().mean())]
+    rows = [row("test", "acc_attacked_subset", (clean.argmax(1) == y).float().mean(), n=n, subset=subset)]
     worst = {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in exp.eps}
     jobs = []  # (attack, eps, crafter): white-box at 0, each eps and the check eps; black-box at each eps
     for a in exp.attacks:
@@ -203,17 +221,18 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
         # attack_correct itself limits a transfer attack to one restart
         res = attack_correct(model, crafter, x, y, a, e, restarts=exp.attack_restarts, **kw)
         if crafter is not model:
-            rows += _acc_rows(res, f"bb:{a}", e, nc)
+            rows += _acc_rows(res, f"bb:{a}", e, nc, subset)
             continue
-        rows += _acc_rows(res, a, e, nc)
-        rows.append(row("test", "max_linf_255", res["linf"], a, round(e / 255, 6)))
-        rows.append(row("test", "box_violation", res["box"], a, round(e / 255, 6)))
+        rows += _acc_rows(res, a, e, nc, subset)
+        rows.append(row("test", "max_linf_255", res["linf"], a, round(e / 255, 6), n, subset))
+        rows.append(row("test", "box_violation", res["box"], a, round(e / 255, 6), n, subset))
         if e in worst:
             worst[e] &= res["top1"]
     if len(exp.attacks) > 1:
         for e, ok in worst.items():
-            rows.append(row("test", "acc", ok.float().mean(), "worst", round(e / 255, 6)))
-    rows.append(row("test", "input_grad_abs_mean", input_grad_abs_mean(model, x, y, batch_size)))
+            rows.append(row("test", "acc", ok.float().mean(), "worst", round(e / 255, 6), n, subset))
+    rows.append(row("test", "input_grad_abs_mean", input_grad_abs_mean(model, x, y, batch_size),
+                    n=min(n, batch_size), subset=subset))
     return rows
 
 
@@ -236,9 +255,9 @@ def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefi
                 ys = y
             acc = (predict(model, xs, batch_size).argmax(1) == ys).float().mean()
             accs.append(acc)
-            rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}"))
+            rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}", n=len(ys)))
     if accs:
-        rows.append(row("test", "acc", torch.stack(accs).mean(), f"{prefix}:mean"))
+        rows.append(row("test", "acc", torch.stack(accs).mean(), f"{prefix}:mean", n=len(ys)))
     return rows
 
 
@@ -247,8 +266,11 @@ def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, prog
     computed common corruptions the experiment asks for."""
     rows = curve_rows(model, data, batch_size)
     if exp.noise > 0:  # the realized rate: the fraction of training labels that really changed
-        rows.append(row("train", "noise_realized", data.corrupted.float().mean()))
+        rows.append(row("train", "noise_realized", data.corrupted.float().mean(), n=len(data.train_y)))
     if exp.corruptions:
         rows += corruption_rows(model, data.test_x, data.test_y, exp.corruptions, batch_size, exp.seed)
-    rows = finish(rows + robustness_rows(model, data, exp, batch_size, surrogate, progress))
-    return rows + check_rows(rows, exp)
+    robust = robustness_rows(model, data, exp, batch_size, surrogate, progress)
+    rows = finish(rows + robust)
+    checked = robust[0]  # the checks are about the attacked images: acc_attacked_subset's
+    return rows + [dict(r, n_eval=checked["n_eval"], eval_subset=checked["eval_subset"])
+                   for r in check_rows(rows, exp)]

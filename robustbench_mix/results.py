@@ -32,8 +32,13 @@ PROVENANCE_COLUMNS = ["torch", "device", "git_rev", "created_at"]
 # with it empty.
 # ``data_sha``: the fingerprint of the data set's content the run was measured on (ImageData.fingerprint), so
 # a finished run whose data changed is noticed although its id (the config) is the same.
-EXTRA_COLUMNS = ["config", "command", "package_version", "resumed_from", "data_sha"]
-MAY_BE_EMPTY = {"resumed_from", "data_sha"}
+# ``n_eval``: how many images the row's value is over; ``eval_subset``: which ones, ``all`` of the split or
+# ``stratified:<sha>`` (the attacked subset, data.attack_subset, when --attack-samples is below the test set);
+# ``eps_255``: the epsilon in /255 units (``eps`` is the fraction of the [0, 1] pixel range: 8/255 = 0.031373).
+# Added in 0.4.0: older files load with n_eval and eval_subset empty and eps_255 computed from eps.
+EXTRA_COLUMNS = ["config", "command", "package_version", "resumed_from", "data_sha", "n_eval", "eval_subset",
+                 "eps_255"]
+MAY_BE_EMPTY = {"resumed_from", "data_sha", "n_eval", "eval_subset"}
 # every run written by 0.2.0 or later ends with this row: the number of rows the run has, itself included, so a
 # runs.csv that lost lines is noticed and the run redone instead of counted as finished
 ROWS_MARKER = "rows_in_run"
@@ -44,7 +49,7 @@ COLUMNS = CONFIG_COLUMNS + MEASURE_COLUMNS + PROVENANCE_COLUMNS + EXTRA_COLUMNS
 KEY = ["run_id", "epoch", "split", "attack", "eps", "metric"]
 SPLITS = {"train", "train_clean", "train_corrupted", "val", "test"}
 NUMERIC = ["alpha", "dropout", "noise", "seed", "epochs", "batch_size", "lr", "weight_decay", "epoch", "eps",
-           "value"]
+           "value", "eps_255"]
 FAILURE_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
                    "reason", "created_at", "config"]
 
@@ -88,7 +93,16 @@ def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, re
                   data_sha=data_sha)
     marker = {"epoch": exp.epochs, "split": "train", "attack": "none", "eps": 0.0, "metric": ROWS_MARKER,
               "value": len(rows) + 1}
-    return pd.DataFrame([{**common, **r} for r in [*rows, marker]])[COLUMNS]
+    df = pd.DataFrame([{"n_eval": None, "eval_subset": "", **common, **r} for r in [*rows, marker]])
+    df["n_eval"] = df["n_eval"].astype("Int64")  # a count: written as 1000, not 1000.0
+    df["eval_subset"] = df["eval_subset"].fillna("")
+    df["eps_255"] = eps_255(df["eps"])
+    return df[COLUMNS]
+
+
+def eps_255(eps: pd.Series) -> pd.Series:
+    """Epsilon as a fraction of the pixel range -> in /255 units (0.031373 -> 8.0)."""
+    return (pd.to_numeric(eps) * 255).round(3)
 
 
 def temporary_name(path: Path) -> Path:
@@ -167,10 +181,12 @@ def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
         raise ResultsError(f"{path}: not a well-formed CSV ({e}); was the file truncated?") from e
     except UnicodeDecodeError as e:
         raise ResultsError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); the file is damaged") from None
-    for c in MAY_BE_EMPTY:  # files written before the column existed
+    for c in sorted(MAY_BE_EMPTY | {"eps_255"}, key=COLUMNS.index):  # files written before the column existed
         if c not in df.columns and len(df.columns) >= COLUMNS.index(c) and list(df.columns[:COLUMNS.index(c)]) \
                 == COLUMNS[:COLUMNS.index(c)]:
             df.insert(COLUMNS.index(c), c, "")
+            if c == "eps_255":
+                df[c] = eps_255(df["eps"]).map("{:g}".format)
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")
@@ -188,6 +204,12 @@ def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
             raise ResultsError(f"{path}: line {_line(df, bad)}, column {c!r} holds {df[c][bad].iloc[0]!r}, "
                                f"not a number; was the file truncated or edited?")
         df[c] = num
+    n_eval = pd.to_numeric(df["n_eval"], errors="coerce")
+    bad = (n_eval.isna() & df["n_eval"].ne("")) | (n_eval.notna() & ((n_eval < 1) | (n_eval % 1 != 0)))
+    if bad.any():
+        raise ResultsError(f"{path}: line {_line(df, bad)}, column 'n_eval' holds {df['n_eval'][bad].iloc[0]!r}, "
+                           "not a count of images (an integer >= 1, or empty)")
+    df["n_eval"] = n_eval.astype("Int64")
     _check_names(df, path)
     dup = df.duplicated(KEY)
     if dup.any():
@@ -449,6 +471,24 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         cols["checks failed"] = fails.groupby(keys)["failed"].sum().reindex(mean.index).fillna(0).astype(int)
     out = pd.concat(cols, axis=1)
     return pd.concat([out.index.to_frame(index=False), out.reset_index(drop=True)], axis=1)
+
+
+def subset_note(df: pd.DataFrame) -> str:
+    """One sentence saying over which test images the accuracies under attack are, when not all of them (empty
+    when every attacked row is over the whole test set, or the rows predate the n_eval column)."""
+    d = last_epoch(df)
+    attacked = d[adversarial(d) & d["eval_subset"].str.startswith("stratified:")]
+    if attacked.empty:
+        return ""
+    clean = d[(d["split"] == "test") & (d["attack"] == "none") & (d["metric"] == "acc")]
+    total = clean.groupby("dataset")["n_eval"].max()
+    parts = []
+    for (ds, subset), g in attacked.groupby(["dataset", "eval_subset"]):
+        n, of = int(g["n_eval"].iloc[0]), total.get(ds)
+        whole = f" of the {int(of):,} test images" if of is not None and not pd.isna(of) else " test images"
+        parts.append(f"{ds}: a class-stratified {n:,}{whole} (subset {subset.removeprefix('stratified:')})")
+    return ("Accuracies under attack (white-box, black-box, worst) are over " + "; ".join(parts)
+            + ", the same images for every run on that data set; clean accuracies are over the whole test set.")
 
 
 def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = False) -> str:

@@ -25,6 +25,7 @@ from .config import (
     Variant,
     fmt_eps,
     get_preset,
+    parse_eps_value,
     parse_numbers,
     split_list,
     surrogate_of,
@@ -46,6 +47,7 @@ from .results import (
     damaged_runs,
     git_rev,
     load_runs,
+    subset_note,
     summarize,
     summary_markdown,
 )
@@ -88,13 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     a("--corruptions", help="common corruptions computed on the test set at severities 1-5, e.g. "
       f"gaussian_noise,contrast or all ({', '.join(CORRUPTIONS)}); accuracy per corruption and severity and "
       "their mean (labelled computed, not CIFAR-10-C)")
-    a("--eps", help="epsilons in /255 units, e.g. 2/255,8/255")
+    a("--eps", help="epsilons in /255 units: 2/255,8/255 or 2,8 (a bare number below 1, such as 0.03, is "
+      "refused as ambiguous; write 7.65/255). Results write eps as a fraction (0.031373) and eps_255 (8)")
     a("--attack-steps", type=int, help="steps of the iterative attacks (default 10)")
-    a("--attack-step-size", type=float, help="step size in /255 units (default 2.5*eps/steps)")
-    a("--attack-samples", type=int, help="attack the first N test images (0 = all)")
+    a("--attack-step-size", help="step size in /255 units, like --eps (default 2.5*eps/steps)")
+    a("--attack-samples", type=int, help="attack N test images, a class-stratified sample that is the same for "
+      "every run on the data set (0 = all, the default of the presets); rows say which in n_eval and eval_subset")
     a("--attack-restarts", type=int, help="random restarts of PGD; per-example worst case (default 1)")
-    a("--check-eps", type=float, help="epsilon (/255) at which PGD must break the model, a gradient-masking "
-      "check (default 64; 0 skips)")
+    a("--check-eps", help="epsilon in /255 units, like --eps, at which PGD must break the model, a gradient-masking "
+      "check (default 64/255; 0 skips)")
     a("--attack-precision", choices=("fp32", "bf16"), help="fp32 (default) or bf16 autocast for attacks")
     a("--surrogate-seed", type=int, help="add black-box rows: attacks transferred from an ERM twin trained "
       "with this seed")
@@ -131,8 +135,10 @@ def suite_from_args(args) -> Suite:
     simple = {"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "weight_decay": args.weight_decay, "schedule": args.schedule,
               "val_fraction": args.val_fraction, "attack_steps": args.attack_steps,
-              "attack_step_size": args.attack_step_size, "attack_samples": args.attack_samples,
-              "attack_restarts": args.attack_restarts, "check_eps": args.check_eps,
+              "attack_step_size": None if args.attack_step_size is None
+              else parse_eps_value(args.attack_step_size, "--attack-step-size"),
+              "attack_samples": args.attack_samples, "attack_restarts": args.attack_restarts,
+              "check_eps": None if args.check_eps is None else parse_eps_value(args.check_eps, "--check-eps"),
               "surrogate_seed": args.surrogate_seed, "attack_precision": args.attack_precision,
               "eval_every": args.eval_every, "device": args.device}
     base = with_list_flags(replace(base, **{k: v for k, v in simple.items() if v is not None}), args)
@@ -362,6 +368,10 @@ def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) ->
     return 0
 
 
+def _note(text: str) -> str:
+    return f"\n{text}\n" if text else ""
+
+
 def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: float) -> None:
     """summary.csv/.md, the suite's paper-shaped tables and plots; print this invocation's summary."""
     summary = summarize(df)
@@ -369,12 +379,13 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
     atomic_write_text(out / "summary.md",
         f"# {suite.name}: summary\n\n{describe_suite(suite)}. Accuracies, memorized and ECE in %, mean ± std over "
         f"seeds; epsilons in /255; 'checks failed' counts failed robustness sanity checks (see runs.csv).\n\n"
-        + summary_markdown(summary))
+        + summary_markdown(summary) + _note(subset_note(df)))
     training_curves(df, out / "curves.png")
     ids = {r.run_id for r in runs}
     print(f"\n{suite.name}: {len(runs)} runs, {seconds:.0f}s; eps: "
           f"{', '.join(fmt_eps(e) for e in suite.base.eps)}; results in {out}/\n")
-    print(summary_markdown(summarize(df[df["run_id"].isin(ids)])))
+    mine = df[df["run_id"].isin(ids)]
+    print(summary_markdown(summarize(mine)) + _note(subset_note(mine)))
     for name in dict.fromkeys((*suite.tables, "corruptions")):  # the last writes nothing without corruption rows
         md = TABLES.get(name)(df, out)
         if md:

@@ -45,7 +45,8 @@ def _suite_model(ckpt: Path):
 def test_the_apis_rows_for_a_suite_trained_model_equal_the_suites_own(suite_run):
     out, ckpt = suite_run
     model, exp = _suite_model(ckpt)
-    api = rbm.evaluate(model.eval(), "digits", attacks=exp.attacks, eps=exp.eps, attack_steps=exp.attack_steps,
+    api = rbm.evaluate(model.eval(), "digits", attacks=exp.attacks, eps=[e / 255 for e in exp.eps],
+                       attack_steps=exp.attack_steps,
                        attack_samples=exp.attack_samples, seed=exp.seed)
     ours = load_runs(out / "runs.csv")
     ours = ours[ours["epoch"] == exp.epochs]
@@ -65,7 +66,7 @@ def test_a_model_in_training_mode_is_warned_about_and_left_as_found(small_digits
     before = {k: v.clone() for k, v in model.state_dict().items()}
     grads = [p.requires_grad for p in model.parameters()]
     with pytest.warns(UserWarning, match="training mode"):
-        df = rbm.evaluate(model, (small_digits.test_x, small_digits.test_y), eps=(8,), attack_steps=2,
+        df = rbm.evaluate(model, (small_digits.test_x, small_digits.test_y), eps=(8 / 255,), attack_steps=2,
                           attack_samples=50)
     assert model.training and all(m.training for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -73,7 +74,7 @@ def test_a_model_in_training_mode_is_warned_about_and_left_as_found(small_digits
     assert df["dataset"].iloc[0].startswith("tensors:") and (df["metric"] == "acc").any()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an eval-mode model: no warning
-        rbm.evaluate(model.eval(), (small_digits.test_x, small_digits.test_y), attacks=("fgsm",), eps=(8,),
+        rbm.evaluate(model.eval(), (small_digits.test_x, small_digits.test_y), attacks=("fgsm",), eps=(8 / 255,),
                      attack_samples=20)
 
 
@@ -81,7 +82,7 @@ def test_normalize_wraps_the_model_and_float_images_are_taken(small_digits):
     torch.manual_seed(0)
     body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
     x = small_digits.test_x.float() / 255
-    a = rbm.evaluate(body, (x, small_digits.test_y), normalize=((0.5,), (0.25,)), attacks=("fgsm",), eps=(8,))
+    a = rbm.evaluate(body, (x, small_digits.test_y), normalize=((0.5,), (0.25,)), attacks=("fgsm",), eps=(8 / 255,))
     logits = body((x - 0.5) / 0.25)
     acc = (logits.argmax(1) == small_digits.test_y).float().mean().item()
     assert a[(a["attack"] == "none") & (a["metric"] == "acc")]["value"].item() == pytest.approx(acc, abs=1e-6)
@@ -160,7 +161,7 @@ def test_timm_models_need_the_extra_or_train(tmp_path, capsys):
 def test_autoattack_is_at_most_pgds_accuracy(trained):
     pytest.importorskip("pyautoattack")
     model, p = trained
-    df = rbm.evaluate(model, (p.test_x, p.test_y), attacks=("pgd", "autoattack"), eps=(24,), attack_samples=40,
+    df = rbm.evaluate(model, (p.test_x, p.test_y), attacks=("pgd", "autoattack"), eps=(24 / 255,), attack_samples=40,
                       check_eps=0)
     acc = df[(df["metric"] == "acc") & (df["eps"] > 0)].set_index("attack")["value"]
     assert acc["autoattack"] <= acc["pgd"] and acc["pgd"] < 0.9  # a real attack at this epsilon
@@ -208,7 +209,7 @@ def test_api_rows_pass_the_results_contract_and_the_summary_shows_mean_corruptio
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
-    df = rbm.evaluate(model, "digits", attacks=("fgsm",), eps=(8,), corruptions=("contrast",), name="user:linear")
+    df = rbm.evaluate(model, "digits", attacks=("fgsm",), eps=(8 / 255,), corruptions=("contrast",), name="user:linear")
     merge_run(tmp_path / "runs.csv", df)
     back = load_runs(tmp_path / "runs.csv")
     assert not back.duplicated(KEY).any()

@@ -186,7 +186,7 @@ def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
                 == COLUMNS[:COLUMNS.index(c)]:
             df.insert(COLUMNS.index(c), c, "")
             if c == "eps_255":
-                df[c] = eps_255(df["eps"]).map("{:g}".format)
+                df[c] = eps_255(pd.to_numeric(df["eps"], errors="coerce")).map("{:g}".format)  # eps is checked next
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")

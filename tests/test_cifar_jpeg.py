@@ -4,10 +4,11 @@ goes through the image-folder loader, on-device augmentation, a training run and
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from robustbench_mix.data import load
+from robustbench_mix.data import attack_subset, load
 from robustbench_mix.models import build
 from robustbench_mix.results import load_runs
 from robustbench_mix.suite import main
@@ -49,6 +50,12 @@ def test_suite_runs_on_the_real_cifar_slice(cifar_slice, tmp_path):
     final = df[df["epoch"] == 2]
     clean = final[(final["metric"] == "acc") & (final["attack"] == "none") & (final["split"] == "test")]
     assert len(clean) == 2 and clean["value"].between(0, 1).all()
+    # --attack-samples 100 of 300 class-sorted test images: 10 of each class, not the first 100 (3 classes)
+    data = load(f"imagefolder:{cifar_slice}", tmp_path / "cache")
+    assert np.bincount(data.test_y.numpy()[attack_subset(data.test_y.numpy(), 100)]).tolist() == [10] * 10
+    adv_rows = final[final["attack"].isin(["fgsm", "pgd"])]
+    assert (adv_rows["n_eval"] == 100).all() and adv_rows["eval_subset"].str.startswith("stratified:").all()
+    assert "a class-stratified 100 of the 300 test images" in (out / "summary.md").read_text()
     subset = final[final["metric"] == "acc_attacked_subset"].set_index("run_id")["value"]
     adv = final[(final["attack"] == "pgd") & (final["metric"] == "acc") & (final["eps"] > 0)]
     assert all(v <= subset[r] + 1e-9 for r, v in zip(adv["run_id"], adv["value"], strict=True))

@@ -1,16 +1,19 @@
 """compare aligns by configuration; claims give the right verdicts; the report renders with its plots."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from robustbench_mix.claims import check_all, load_claims
 from robustbench_mix.claims import main as claims_main
-from robustbench_mix.compare import compare, paired_ci, welch_ci
+from robustbench_mix.compare import compare, compare_sides, paired_ci, to_markdown, welch_ci
 from robustbench_mix.compare import main as compare_main
 from robustbench_mix.config import Experiment
 from robustbench_mix.report import write_report
-from robustbench_mix.results import atomic_write_csv, to_frame
+from robustbench_mix.results import atomic_write_csv, load_runs, to_frame
 
 
 def runs(specs, epochs=200):
@@ -48,8 +51,8 @@ def test_compare_aligns_shuffled_rows_and_reports_missing_configurations():
     row = table[(table["metric"] == "test acc")].iloc[0]
     assert row["a_mean"] == pytest.approx(0.91) and row["b_mean"] == pytest.approx(0.81)
     assert row["diff"] == pytest.approx(-0.10) and row["ci95_low"] < -0.10 < row["ci95_high"]
-    assert only_a == ["cifar10 preact_resnet18 mixup (α=1) noise=0 ep=200"]
-    assert only_b == ["cifar10 preact_resnet18 ERM noise=0.2 ep=200"]
+    assert only_a == ["mixup (α=1), noise 0"]
+    assert only_b == ["ERM, noise 0.2"]
 
 
 def test_welch_interval_matches_a_hand_computation():
@@ -73,7 +76,8 @@ def test_compare_cli_writes_csv_and_markdown(tmp_path, capsys):
     for name, acc in (("a", 0.9), ("b", 0.8)):
         atomic_write_csv(runs([({"method": "erm"}, {"acc": acc})]), tmp_path / name / "runs.csv")
     assert compare_main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
-    assert "-0.1000" in (tmp_path / "cmp" / "comparison.md").read_text()
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "| test acc | 90.00 (n=1) | 80.00 (n=1) | -10.00 | one run each: no interval |" in md  # in %, a first
     assert compare_main([str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
 
 
@@ -222,3 +226,103 @@ def test_report_renders_every_plot_of_a_real_run(tmp_path):
     text, html = _assert_report_shows(out)
     assert {"robust_accuracy.png", "curves.png", "calibration.png"} <= {p.name for p in out.glob("*.png")}
     assert "<table>" in html and "The paper's claims" in html
+
+
+# ------------------------------------------------------------------------------ compare by what differs
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+
+
+def _reference(name: str) -> pd.DataFrame:
+    from robustbench_mix.results import load_results
+
+    if not (REFERENCE / name / "runs.csv").exists():
+        pytest.skip(f"results/reference/{name} is not committed")
+    return load_results(REFERENCE / name)
+
+
+def relabel(df: pd.DataFrame, **fields) -> pd.DataFrame:
+    """The rows as if their runs had other config fields (in the columns and in the config JSON)."""
+    cfg = df["config"].map(lambda t: json.dumps({**json.loads(t), **fields}, sort_keys=True, separators=(",", ":")))
+    return df.assign(config=cfg, **{k: v for k, v in fields.items() if k in df.columns})
+
+
+def own_models(tmp_path) -> tuple[Path, Path, pd.DataFrame]:
+    """Two 'own' models evaluated on 3 seeds each (method external, as the API writes them): the committed
+    ERM and mixup runs on clean digits, relabelled user:mlp16 and user:mlp128, one runs.csv each."""
+    df = _reference("quick-3seeds")
+    clean = df[df["noise"] == 0]
+    a = relabel(clean[clean["method"] == "erm"], model="user:mlp16", method="external", alpha=0.0, preset="api")
+    b = relabel(clean[clean["method"] == "mixup"], model="user:mlp128", method="external", alpha=0.0, preset="api")
+    for name, frame in (("a", a), ("b", b)):
+        atomic_write_csv(frame, tmp_path / name / "runs.csv")
+    return tmp_path / "a", tmp_path / "b", clean
+
+
+def _per_seed(df, metric="acc", attack="none", eps=0.0):
+    d = df[(df["epoch"] == df["epochs"]) & (df["split"] == "test") & (df["attack"] == attack)
+           & (df["metric"] == metric) & np.isclose(df["eps"], eps)]
+    return d.sort_values("seed")["value"].to_numpy()
+
+
+def test_compare_two_own_models_by_model_with_a_welch_interval_in_percent(tmp_path, capsys):
+    a, b, clean = own_models(tmp_path)
+    assert compare_main([str(a), str(b), "--by", "model", "--out", str(tmp_path / "cmp")]) == 0
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert md.startswith("# user:mlp128 against user:mlp16 (by model)")
+    t = pd.read_csv(tmp_path / "cmp" / "comparison.csv")
+    assert list(t.columns[3:10]) == ["user:mlp16 mean", "user:mlp16 std", "user:mlp16 seeds", "user:mlp128 mean",
+                                     "user:mlp128 std", "user:mlp128 seeds", "user:mlp128 − user:mlp16"]
+    va = 100 * _per_seed(clean[clean["method"] == "erm"], "acc", "pgd", round(8 / 255, 6))
+    vb = 100 * _per_seed(clean[clean["method"] == "mixup"], "acc", "pgd", round(8 / 255, 6))
+    r = t[t["metric"] == "pgd 8/255 acc"].iloc[0]
+    assert r["user:mlp16 seeds"] == r["user:mlp128 seeds"] == 3
+    assert r["user:mlp16 mean"] == pytest.approx(va.mean(), abs=1e-3)  # in %, not a fraction
+    assert r["user:mlp128 − user:mlp16"] == pytest.approx(vb.mean() - va.mean(), abs=1e-3)
+    lo, hi = welch_ci(va, vb)
+    assert (r["ci95_low"], r["ci95_high"]) == (pytest.approx(lo, abs=1e-3), pytest.approx(hi, abs=1e-3))
+    assert lo < hi and f"[{lo:+.2f}, {hi:+.2f}]" in md
+    # the sides follow the command line
+    assert compare_main([str(b), str(a), "--by", "model", "--out", str(tmp_path / "rev")]) == 0
+    assert (tmp_path / "rev" / "comparison.md").read_text().startswith("# user:mlp16 against user:mlp128")
+
+
+def test_compare_one_run_a_side_gives_the_difference_without_an_interval_and_says_so(tmp_path):
+    a, b, _ = own_models(tmp_path)
+    frames = [load_runs(p / "runs.csv") for p in (a, b)]
+    frames = [f[f["seed"] == 0] for f in frames]
+    (cmp,) = compare_sides(frames, ["a", "b"], ("model",))
+    r = cmp.table[cmp.table["metric"] == "test acc"].iloc[0]
+    assert np.isnan(r["ci95_low"]) and not np.isnan(r["diff"])
+    assert "one run each: no interval" in to_markdown(cmp, ["a", "b"])
+
+
+def test_compare_your_model_against_a_suite_trained_erm_and_explain_when_nothing_matches(tmp_path):
+    a, _, _ = own_models(tmp_path)
+    quick, own = _reference("quick-3seeds"), load_runs(a / "runs.csv")
+    # by model alone: the suite's side holds ERM and mixup, the other 'external': nothing matches, and why
+    (cmp,) = compare_sides([quick, own], ["quick-3seeds", "mine"], ("model",))
+    assert cmp.table.empty
+    md = to_markdown(cmp, ["quick-3seeds", "mine"])
+    assert "they differ in method: erm / mixup in cnn, external in user:mlp16" in md and "--by model,method" in md
+    # by model and method: my model against the suite's ERM, at the noise both have, recipe differences listed
+    cmps = compare_sides([quick, own], ["quick-3seeds", "mine"], ("model", "method"))
+    mine = next(c for c in cmps if c.other == "user:mlp16, external")
+    assert mine.base == "cnn, erm" and mine.keys == ["noise"] and mine.only_base == ["noise 0.4"]
+    assert set(mine.table["metric"]) >= {"test acc", "pgd 8/255 acc"}
+
+
+def test_compare_names_the_hidden_fields_that_differ(tmp_path):
+    quick, methods = _reference("quick-3seeds"), _reference("methods-cpu")
+    (strict,) = compare_sides([quick, methods], ["quick-3seeds", "methods-cpu"], strict=True)
+    assert strict.table.empty
+    assert "eval_every: 5 in quick-3seeds, 0 in methods-cpu" in strict.why_none
+    assert "surrogate_seed: none in quick-3seeds, 100 in methods-cpu" in strict.why_none
+    assert "ERM, noise 0, eval_every 5, surrogate_seed none" in strict.only_base
+    # by default those fields are listed as what differs, and the same configurations are compared
+    (cmp,) = compare_sides([quick, methods], ["quick-3seeds", "methods-cpu"])
+    assert cmp.differs == {"eval_every": ("5", "0"), "surrogate_seed": ("none", "100")}
+    assert "eval_every 5 (quick-3seeds) against 0 (methods-cpu)" in to_markdown(cmp, ["q", "m"])
+    erm = cmp.table[(cmp.table["config"] == "ERM, noise 0") & (cmp.table["metric"] == "test acc")].iloc[0]
+    assert erm["diff"] == pytest.approx(0.0, abs=1e-9)  # same recipe and seeds: the same runs
+    assert "ERM, noise 0" not in cmp.only_other and "CutMix (α=1), noise 0" in cmp.only_other
+    assert compare_main([str(REFERENCE / "quick"), "--by", "model", "--out", str(tmp_path)]) == 2

@@ -173,48 +173,91 @@ def test_claims_file_is_well_formed():
         assert {"statement", "source", "preset", "select", "a", "b", "direction"} <= set(c)
 
 
-def test_claims_cli_exit_codes(tmp_path, capsys):
+def test_claims_cli_exit_codes_and_it_writes_only_where_asked(tmp_path, capsys):
     atomic_write_csv(runs([({"method": "erm"}, {"acc": 0.95})]), tmp_path / "r" / "runs.csv")
     assert claims_main([str(tmp_path / "r")]) == 0  # verdicts, even 'not run', are not errors
-    assert "not run" in capsys.readouterr().out and (tmp_path / "r" / "claims.md").exists()
+    assert "Not run here: " in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["runs.csv"]  # nothing beside the results
+    assert claims_main([str(tmp_path / "r"), "--out", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "claims.md").exists() and (tmp_path / "c" / "claims.csv").exists()
     assert claims_main([str(tmp_path / "r"), "--relax", "seed"]) == 2
     assert claims_main([str(tmp_path / "missing")]) == 2
 
 
-def _assert_report_shows(d):
-    """The report holds this directory's summary, its claims verdicts and every plot's own bytes."""
+def _assert_report_shows(d, relax=()):
+    """The report holds this directory's summary, its claims as the claims command gives them, and every plot
+    it made (each PNG's own bytes in the page), each figure and table with a caption."""
     import base64
 
+    from robustbench_mix.claims import section
     from robustbench_mix.results import load_results, summarize, summary_markdown
 
-    md, page = write_report(d)
+    md, page = write_report(d, relax)
     text, html = md.read_text(), page.read_text()
     df = load_results(d)
     assert summary_markdown(summarize(df)) in text
-    relax = () if "cifar10" in set(df["dataset"]) else ("dataset", "model")
-    ran = check_all(df, relax)
-    ran = ran[ran["verdict"] != "not run"]
-    assert len(ran) and all(f"| {c} | **{v}** |" in text for c, v in zip(ran["claim"], ran["verdict"], strict=True))
-    pngs = sorted(d.glob("*.png"))
+    assert section(check_all(df, relax), relax) in text
+    pngs = [p for p in sorted(d.glob("*.png")) if f"]({p.name})" in text]
     assert len(pngs) >= 2
-    for p in pngs:
-        assert f"]({p.name})" in text
+    for i, p in enumerate(sorted(pngs, key=lambda p: text.index(f"]({p.name})")), 1):
         assert base64.b64encode(p.read_bytes()).decode() in html
+        after = text.split(f"]({p.name})", 1)[1].lstrip("\n")
+        assert after.startswith(f"*Figure {i}: ") and "seeds" in after.split("\n")[0]
     assert html.count("data:image/png;base64,") == len(pngs)
     return text, html
 
 
-@pytest.mark.parametrize("name", ["quick", "table2-cpu", "table3-cpu"])
-def test_report_renders_from_the_committed_results(tmp_path, name):
+@pytest.mark.parametrize(("name", "made"), [
+    ("quick-3seeds", {"robust_accuracy.md", "robust_accuracy.png", "calibration.png", "curves.png"}),
+    ("table3-cpu", {"table3.md", "robust_accuracy.md", "robust_accuracy.png", "calibration.png"}),
+    ("cifar10-jpeg-corruptions-cpu", {"corruptions.md", "corruptions.png", "robust_accuracy.png"}),
+])
+def test_report_from_a_lone_runs_csv_makes_every_table_and_plot_with_captions(tmp_path, name, made):
     import shutil
-    from pathlib import Path
 
-    src = Path(__file__).resolve().parents[1] / "results" / "reference" / name
+    src = REFERENCE / name
     if not (src / "runs.csv").exists():
         pytest.skip(f"{src} is not committed")
     d = tmp_path / name
-    shutil.copytree(src, d, ignore=shutil.ignore_patterns("report.*", "runs"))
-    _assert_report_shows(d)
+    d.mkdir()
+    shutil.copy(src / "runs.csv", d / "runs.csv")  # nothing else: every table and plot comes from the rows
+    text, _ = _assert_report_shows(d)
+    assert made <= {p.name for p in d.iterdir()}
+    for table in (m for m in made if m.endswith(".md")):
+        body = (d / table).read_text()
+        assert body in text and text.split(body, 1)[1].lstrip("\n").startswith("*Table: ")
+    assert "Data set " in text and "; attacks on " in text and "epsilons in /255" in text
+    if name == "quick-3seeds":
+        assert "(3 per configuration)" in text and "95% t-interval over seeds" in text
+
+
+def test_report_of_the_apis_rows_names_the_model_and_one_seed(tmp_path):
+    df = relabel(_reference("quick"), model="user:mlp", method="external", alpha=0.0, preset="api")
+    atomic_write_csv(df[df["noise"] == 0], tmp_path / "api" / "runs.csv")
+    text, _ = _assert_report_shows(tmp_path / "api")
+    assert "model user:mlp" in text and "one seed per configuration, so no interval is drawn" in text
+    assert (tmp_path / "api" / "robust_accuracy.md").exists()
+
+
+@pytest.mark.parametrize("relax", [(), ("dataset", "model")])
+def test_claims_command_and_report_give_the_same_verdicts(tmp_path, capsys, relax):
+    import shutil
+
+    d = tmp_path / "q"
+    d.mkdir()
+    shutil.copy(REFERENCE / "quick-3seeds" / "runs.csv", d / "runs.csv")
+    flags = ["--relax", ",".join(relax)] if relax else []
+    capsys.readouterr()
+    assert claims_main([str(d), *flags]) == 0
+    printed = capsys.readouterr().out
+    text, _ = _assert_report_shows(d, relax)
+    assert printed.strip() in text  # the same section, word for word
+    rows = [line for line in text.splitlines() if line.startswith("| cifar10-generalization |")]
+    if relax:  # a digits run checks the CIFAR-10 claim's direction only when relaxed, and says so
+        assert len(rows) == 1 and "Relaxed (dataset, model)" in text and "relaxed dataset=cifar10" in rows[0]
+    else:
+        assert rows == [] and "None of the claims has its runs here" in text
+        assert "Not run here: cifar10-generalization (preset cifar10)" in text
 
 
 def test_report_renders_every_plot_of_a_real_run(tmp_path):
@@ -226,6 +269,16 @@ def test_report_renders_every_plot_of_a_real_run(tmp_path):
     text, html = _assert_report_shows(out)
     assert {"robust_accuracy.png", "curves.png", "calibration.png"} <= {p.name for p in out.glob("*.png")}
     assert "<table>" in html and "The paper's claims" in html
+
+
+def test_the_data_layer_does_not_import_the_results_store():
+    import ast
+
+    import robustbench_mix.data as data
+
+    tree = ast.parse(Path(data.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "atomic" in imported and "results" not in imported
 
 
 # ------------------------------------------------------------------------------ compare by what differs

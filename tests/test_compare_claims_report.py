@@ -379,3 +379,52 @@ def test_compare_names_the_hidden_fields_that_differ(tmp_path):
     assert erm["diff"] == pytest.approx(0.0, abs=1e-9)  # same recipe and seeds: the same runs
     assert "ERM, noise 0" not in cmp.only_other and "CutMix (α=1), noise 0" in cmp.only_other
     assert compare_main([str(REFERENCE / "quick"), "--by", "model", "--out", str(tmp_path)]) == 2
+
+
+# ------------------------------------------------------------------------------------- leaderboard export
+# the keys of RobustBench's model_info/<dataset>/<threat model>/*.json files (e.g. cifar10/Linf/Standard.json,
+# cifar10/corruptions/Hendrycks2020AugMixWRN.json) that an entry here shares, spelled as there
+ROBUSTBENCH_KEYS = {"name", "dataset", "architecture", "eps", "clean_acc", "autoattack_acc", "corruptions_acc",
+                    "additional_data", "number_forward_passes", "footnote"}
+
+
+def test_leaderboard_entry_of_a_suite_run_names_its_attack_and_test_examples(tmp_path, capsys):
+    from robustbench_mix.data import load_digits
+    from robustbench_mix.leaderboard import main as leaderboard_main
+
+    df = _reference("quick")
+    erm = df[(df["method"] == "erm") & (df["noise"] == 0)]
+    rid = erm["run_id"].iloc[0]
+    assert leaderboard_main([str(REFERENCE / "quick"), "--run", rid, "--out", str(tmp_path / "e.json")]) == 0
+    e = json.loads((tmp_path / "e.json").read_text())
+    assert set(e) & ROBUSTBENCH_KEYS == {"name", "dataset", "architecture", "eps", "clean_acc", "additional_data",
+                                         "number_forward_passes", "footnote"}
+    final = erm[erm["epoch"] == erm["epochs"]]
+    assert e["dataset"] == "digits" and e["threat_model"] == "Linf" and e["eps"] == "8/255"
+    assert e["clean_acc"] == f"{100 * _per_seed(final)[0]:.2f}"
+    assert e["robust_acc"] == f"{100 * _per_seed(final, 'acc', 'worst', round(8 / 255, 6))[0]:.2f}"
+    assert "autoattack_acc" not in e and "not AutoAttack" in e["footnote"]
+    assert e["robust_attack"].startswith("per-example worst case over fgsm, pgd (10 steps")
+    assert e["n_examples"] == len(load_digits(None).test_y) == 497
+    assert "corruptions_acc" not in e and e["run_id"] == rid
+    # several runs and no choice: refused, naming them; an epsilon not measured: refused
+    assert leaderboard_main([str(REFERENCE / "quick")]) == 2
+    assert "choose one with --run" in capsys.readouterr().err
+    assert leaderboard_main([str(REFERENCE / "quick"), "--run", rid, "--eps", "4/255"]) == 2
+    assert "eps 4/255 was not measured" in capsys.readouterr().err
+
+
+def test_leaderboard_entry_with_autoattack_and_corruptions_uses_robustbenchs_fields():
+    from robustbench_mix.leaderboard import entry
+
+    exp = Experiment(preset="api", model="user:net", method="external", epochs=0, attacks=("pgd", "autoattack"),
+                     eps=(8.0,), attack_samples=100, corruptions=("gaussian_noise",))
+    e8 = round(8 / 255, 6)
+    rows = [{"epoch": 0, "split": "test", "attack": a, "eps": eps, "metric": "acc", "value": v}
+            for a, eps, v in (("none", 0.0, 0.9), ("pgd", e8, 0.5), ("autoattack", e8, 0.4), ("worst", e8, 0.4),
+                              ("corrupt:mean", 0.0, 0.7))]
+    e = entry(to_frame(exp, rows, device="cpu", command="t", rev="r"), model="user:net")
+    assert {"autoattack_acc", "corruptions_acc"} <= set(e) and "robust_acc" not in e
+    assert (e["clean_acc"], e["autoattack_acc"], e["corruptions_acc"]) == ("90.00", "40.00", "70.00")
+    assert e["n_examples"] == 100 and "first 100 test images" in e["footnote"]
+    assert "not the CIFAR-10-C files" in e["footnote"] and e["architecture"] == "user:net"

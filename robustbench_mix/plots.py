@@ -92,8 +92,12 @@ def _legend_outside(fig, axes) -> None:
 
 
 def _colors(groups) -> dict:
-    """The same configuration gets the same colour in every panel."""
-    return {k: f"C{i % 10}" for i, k in enumerate(dict.fromkeys(groups))}
+    """The same configuration gets the same colour in every panel, and no two the same (tab20 beyond ten)."""
+    keys = list(dict.fromkeys(groups))
+    if len(keys) <= 10:
+        return {k: f"C{i}" for i, k in enumerate(keys)}
+    cmap = matplotlib.colormaps["tab20"]
+    return {k: cmap(i % 20) for i, k in enumerate(keys)}
 
 
 def _asked_eps(df: pd.DataFrame) -> dict[str, set[float]]:
@@ -252,6 +256,7 @@ def calibration_plot(df: pd.DataFrame, path: Path) -> Path | None:
         return None
     groups = list(dict.fromkeys(k for k, _ in d.groupby(KEYS, sort=True)))
     names = [label(dict(zip(KEYS, k, strict=True))) for k in groups]
+    colors = _colors(groups)
     fig, axes = plt.subplots(1, 2, figsize=(9, 0.9 + 0.38 * len(groups)), sharey=True, squeeze=False)
     for ax, metric, title, sc in ((axes[0][0], "ece", "expected calibration error (%)", 100),
                                   (axes[0][1], "nll", "negative log-likelihood", 1)):
@@ -260,12 +265,12 @@ def calibration_plot(df: pd.DataFrame, path: Path) -> Path | None:
                   for k in groups]
         m = np.array([s[0] for s in stats_])
         err = np.array([[s[0] - s[1], s[2] - s[0]] for s in stats_]).T
-        ax.barh(range(len(groups)), m, xerr=np.nan_to_num(err), color=[f"C{i % 10}" for i in range(len(groups))],
-                capsize=3)
+        ax.barh(range(len(groups)), m, xerr=None if np.isnan(err).all() else np.nan_to_num(err),
+                color=[colors[k] for k in groups], capsize=3)
         ax.set_yticks(range(len(groups)), names, fontsize=8)
-        ax.invert_yaxis()
         ax.set_title(title, fontsize=9)
         ax.grid(axis="x", alpha=0.3)
+    axes[0][0].invert_yaxis()  # the first configuration on top (the axis is shared: invert it once)
     fig.tight_layout()
     return save(fig, path)
 

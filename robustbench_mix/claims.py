@@ -209,31 +209,69 @@ def check_all(df: pd.DataFrame, relax: tuple[str, ...] = (), claims: list[dict] 
     return pd.DataFrame([evaluate(c, df, relax) for c in (claims or load_claims())])
 
 
+def parse_relax(text: str) -> tuple[str, ...]:
+    """'--relax dataset,model' -> ('dataset', 'model'); anything else is a usage error naming what is allowed."""
+    relax = tuple(r.strip() for r in str(text).split(",") if r.strip())
+    bad = [r for r in relax if r not in RELAXABLE]
+    if bad:
+        raise UsageError(f"--relax {bad[0]!r} is not one of {', '.join(RELAXABLE)}")
+    return relax
+
+
+VERDICT_TEXT = ("Verdicts: `reproduced` only in the paper's setting for the claim (data set, model and recipe), with "
+                "the 95% interval of B − A clear of zero in the claimed direction and both numbers within tolerance "
+                "of the paper's; `direction only` when the interval holds the direction on another setting or with "
+                "other numbers; `inconclusive` when the interval straddles zero; `not reproduced` when it lies on "
+                "the other side; `1 seed` when a side has one run (no interval, no verdict). A = first side, "
+                "B = second; values in %; each claim's definition is in robustbench_mix/claims.toml.")
+
+
+def section(table: pd.DataFrame, relax: tuple[str, ...] = ()) -> str:
+    """The verdicts as the claims command and the report both show them: the claims whose runs are here (only
+    those: a claim on CIFAR-10 has no row for digits unless relaxed, and then the note says so), then the claims
+    not run, with the preset that makes their runs."""
+    ran = table[table["verdict"] != "not run"]
+    lines = [VERDICT_TEXT, ""]
+    if relax:
+        lines += [f"Relaxed ({', '.join(relax)}): each claim's {' and '.join(relax)} are not required, so claims are "
+                  "checked on these runs' own and are at most `direction only`.", ""]
+    if len(ran):
+        lines.append(to_markdown(ran))
+    else:
+        lines += ["None of the claims has its runs here" + ("." if relax else
+                  " (each names the paper's data set and model; `--relax dataset,model` checks their directions on "
+                  "other data and models, with the claims command and the report alike)."), ""]
+    nr = table[table["verdict"] == "not run"]
+    if len(nr):
+        by_preset: dict[str, list[str]] = {}
+        for c, note in zip(nr["claim"], nr["note"], strict=True):
+            by_preset.setdefault(note.removeprefix("needs the runs of preset "), []).append(c)
+        lines.append("Not run here: " + "; ".join(f"{', '.join(cs)} (preset {p})" for p, cs in by_preset.items())
+                     + ".")
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m robustbench_mix.claims", description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="+", help="runs.csv files or results directories (pooled)")
     p.add_argument("--relax", default="", help=f"ignore these selection fields ({', '.join(RELAXABLE)}), e.g. to "
                    "check the directions on digits; verdicts are then at most 'direction only'")
     p.add_argument("--claims", default=str(CLAIMS_FILE), help="claims file (default: the package's)")
-    p.add_argument("--out", help="write claims.csv and claims.md here (default: the first results directory)")
+    p.add_argument("--out", help="also write claims.csv and claims.md into this directory (default: print only; "
+                   "nothing is written beside the results unless asked)")
     args = p.parse_args(argv)
     try:
-        relax = tuple(r for r in args.relax.split(",") if r)
-        bad = [r for r in relax if r not in RELAXABLE]
-        if bad:
-            raise UsageError(f"--relax {bad[0]!r} is not one of {', '.join(RELAXABLE)}")
+        relax = parse_relax(args.relax)
         df = pd.concat([load_results(r) for r in args.results], ignore_index=True)
         table = check_all(df, relax, load_claims(Path(args.claims)))
     except (ResultsError, UsageError, OSError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    md = to_markdown(table)
-    first = Path(args.results[0])
-    out = Path(args.out) if args.out else (first if first.is_dir() else first.parent)
-    atomic_write_csv(table, out / "claims.csv")
-    atomic_write_text(out / "claims.md", "# The paper's claims against these results\n\nA = first side, B = second; "
-                                   "values in %. See robustbench_mix/claims.toml for each claim's definition.\n\n"
-                                   + md)
+    md = section(table, relax)
+    if args.out:
+        out = Path(args.out)
+        atomic_write_csv(table, out / "claims.csv")
+        atomic_write_text(out / "claims.md", "# The paper's claims against these results\n\n" + md)
     print(md)
     return 0
 

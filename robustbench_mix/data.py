@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import atomic_file
 from .errors import UsageError
 from .registry import Registry
-from .results import atomic_file
 
 DATASETS: Registry = Registry("dataset")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp"}

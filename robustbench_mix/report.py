@@ -1,8 +1,10 @@
-"""``python -m robustbench_mix.report RESULTS``: one self-contained page per results directory.
+"""``python -m robustbench_mix.report RESULTS [--relax dataset,model]``: one self-contained page per results directory.
 
-Writes ``report.md`` (images linked beside it) and ``report.html`` (images embedded), with the summary,
-the paper-shaped tables the directory holds, the claims verdicts and the plots. The suite writes it at
-the end of every run.
+Everything is rebuilt from the directory's ``runs.csv`` alone (the suite's, the checkpoint command's, the API's
+rows, or a copied results directory): the summary, every table the suite makes for those runs (``tables``) and
+every plot (``plots``), each with a caption saying what it shows (data set, model, seeds, images attacked,
+units), and the claims' verdicts as the claims command gives them for the same flags. Writes ``report.md``
+(images linked beside it) and ``report.html`` (images embedded). The suite writes it at the end of every run.
 """
 
 from __future__ import annotations
@@ -10,74 +12,77 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import re
 import sys
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from .claims import check_all, parse_relax, section
+from .config import SURROGATE_SUFFIX
+from .errors import UsageError
+from .plots import FIGURES, INTERVAL
+from .results import ResultsError, atomic_write_text, config_key, last_epoch, load_results, summarize, summary_markdown
+from .tables import TABLES, tables_for
 
-from .claims import check_all, to_markdown  # noqa: E402
-from .errors import UsageError  # noqa: E402
-from .plots import label, save  # noqa: E402
-from .results import ResultsError, atomic_write_text, load_results, summarize, summary_markdown  # noqa: E402
-
-TABLE_FILES = ("table2.md", "table3.md", "robust_accuracy.md", "corruptions.md")
-
-
-def calibration_plot(summary, path: Path) -> Path | None:
-    """ECE and NLL of every configuration (clean test set): mixup's effect on calibration at a glance."""
-    if "test ece mean" not in summary:
-        return None
-    labels = [label(r).replace(", ", "\n") for _, r in summary.iterrows()]
-    fig, axes = plt.subplots(1, 2, figsize=(max(6, 1.3 * len(labels)), 3.4))
-    for ax, col, title in ((axes[0], "test ece", "expected calibration error (%)"), (axes[1], "test nll", "NLL")):
-        scale = 100 if col.endswith("ece") else 1
-        ax.bar(range(len(labels)), summary[f"{col} mean"] * scale,
-               yerr=summary[f"{col} std"].fillna(0) * scale, color=[f"C{i % 10}" for i in range(len(labels))])
-        ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_title(title, fontsize=9)
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    return save(fig, path)
+# what each table shows, for its caption (the table's own text says how it is computed)
+TABLE_CAPTIONS = {
+    "robust": "Robust accuracy (%) on the test set against epsilon (/255) per configuration and attack, mean over "
+              "seeds; 0/255 is the white-box attacks' clean reference, and the largest column the gradient-masking "
+              "check (PGD there must break the model)",
+    "corruptions": "Accuracy (%) on the test set under each common corruption, mean over severities 1-5 and seeds",
+    "table2": "The paper's Table 2 layout: test and training error (%) with corrupted labels, mean ± std over seeds",
+    "table3": "The paper's Table 3 layout: test error (%) under white-box and black-box attacks, mean ± std over seeds",
+}
 
 
-def build(results_dir: Path) -> tuple[str, list[Path]]:
+def _list(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def context(df: pd.DataFrame) -> str:
+    """What every caption repeats: data set(s), model(s), seeds, images attacked, units."""
+    d = df[~df["preset"].str.endswith(SURROGATE_SUFFIX)]
+    runs = d.drop_duplicates("run_id")
+    per_config = runs.groupby(runs["config"].map(config_key))["seed"].nunique()
+    n = f"{per_config.min()}" if per_config.min() == per_config.max() else f"{per_config.min()}-{per_config.max()}"
+    seeds = sorted(int(s) for s in runs["seed"].unique())
+    cfgs = [json.loads(t) for t in runs["config"]]
+    samples = sorted({c.get("attack_samples", 0) for c in cfgs if c.get("attacks")})
+    attacked = "" if not samples else "; attacks on " + " / ".join(
+        "every test image" if s == 0 else f"the first {s} test images" for s in samples)
+    return (f"Data set {_list(sorted(d['dataset'].unique()))}; model {_list(sorted(d['model'].unique()))}; "
+            f"{len(runs)} runs, seeds {_list(seeds)} ({n} per configuration){attacked}; accuracies, ECE and "
+            "memorized in %, epsilons in /255.")
+
+
+def build(results_dir: Path, relax: tuple[str, ...] = ()) -> tuple[str, list[Path]]:
+    """The report's Markdown, and the PNGs made for it (written into ``results_dir`` with the tables)."""
     df = load_results(results_dir)
-    summary = summarize(df)
-    calibration_plot(summary, results_dir / "calibration.png")
+    ctx = context(df)
     parts = [f"# robustbench_mix report: {results_dir.name}", ""]
     presets = sorted(set(df["preset"]))
     cmd = df["command"].iloc[-1]
     parts += [f"Preset(s): {', '.join(presets)}. {df['run_id'].nunique()} runs; torch {df['torch'].iloc[0]}; "
               f"device {df['device'].iloc[0]}; git {df['git_rev'].iloc[0]}.", "",
               f"Reproduce with: `{cmd}`", "", "## Summary (final epoch, mean ± std over seeds)", "",
-              "Accuracies, memorized fraction and ECE in %; epsilons in /255.", "", summary_markdown(summary)]
-    for name in TABLE_FILES:
-        p = results_dir / name
-        if p.exists():
-            parts += [re.sub(r"^## ", "## ", p.read_text()), ""]
-    relax = () if set(df["dataset"]) & {"cifar10"} else ("dataset", "model")
-    claims = check_all(df, relax)
-    ran = claims[claims["verdict"] != "not run"]
-    parts += ["## The paper's claims", "",
-              "Verdicts: `reproduced` only in the paper's setting for the claim (data set, model and recipe), "
-              "with the 95% interval of B − A clear of zero in the claimed direction and both numbers within "
-              "tolerance of the paper's; `direction only` when the interval holds the direction on another "
-              "setting or with other numbers; `inconclusive` when the interval straddles zero; `1 seed` when a "
-              "side has one run (no interval, no verdict).", ""]
-    if relax:
-        parts += ["These runs are not on CIFAR-10 / PreAct ResNet-18, so only the directions of the claims are "
-                  "checked (`--relax dataset,model`).", ""]
-    parts += [to_markdown(ran) if len(ran) else "None of the claims' runs are in this directory.", "",
-              f"Not run here: {', '.join(claims[claims['verdict'] == 'not run']['claim'])}." if len(ran) < len(claims)
-              else "", ""]
-    images = [p for p in sorted(results_dir.glob("*.png"))]
-    if images:
-        parts += ["## Plots", ""]
-        parts += [f"![{p.stem}]({p.name})\n" for p in images]
+              summary_markdown(summarize(df)),
+              f"*Table: clean and robust accuracy, calibration and memorization per configuration. {ctx}*", ""]
+    for name in tables_for(df):
+        md = TABLES.get(name)(df, results_dir)
+        if md:
+            parts += [md, f"*Table: {TABLE_CAPTIONS.get(name, name)}. {ctx}*", ""]
+    images = []
+    seeds = last_epoch(df).drop_duplicates("run_id").groupby(df["config"].map(config_key))["seed"].nunique()
+    spread = INTERVAL if seeds.max() > 1 else "one seed per configuration, so no interval is drawn"
+    for name in FIGURES:
+        for path, what in FIGURES.get(name)(df, results_dir):
+            if not images:
+                parts += ["## Plots", ""]
+            images.append(path)
+            parts += [f"![{path.stem}]({path.name})", "", f"*Figure {len(images)}: {what}; {spread}. {ctx}*", ""]
+    parts += ["## The paper's claims", "", section(check_all(df, relax), relax)]
     return "\n".join(parts) + "\n", images
 
 
@@ -88,7 +93,8 @@ def markdown_to_html(md: str, base: Path, title: str) -> str:
     def inline(t: str) -> str:
         t = html.escape(t, quote=False)
         t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+        t = re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+        return re.sub(r"(?<![*\w])\*([^*]+)\*(?![*\w])", r"<em>\1</em>", t)
 
     def flush():
         if table:
@@ -121,8 +127,8 @@ def markdown_to_html(md: str, base: Path, title: str) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n")
 
 
-def write_report(results_dir: Path) -> tuple[Path, Path]:
-    md, _ = build(results_dir)
+def write_report(results_dir: Path, relax: tuple[str, ...] = ()) -> tuple[Path, Path]:
+    md, _ = build(results_dir, relax)
     atomic_write_text(results_dir / "report.md", md)
     page = markdown_to_html(md, results_dir, f"robustbench_mix: {results_dir.name}")
     atomic_write_text(results_dir / "report.html", page)
@@ -132,13 +138,16 @@ def write_report(results_dir: Path) -> tuple[Path, Path]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m robustbench_mix.report", description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="+", help="results directories (each gets its own report)")
+    p.add_argument("--relax", default="", help="as the claims command's: check the claims' directions without "
+                   "requiring these fields (dataset, model)")
     args = p.parse_args(argv)
     try:
+        relax = parse_relax(args.relax)
         for r in args.results:
             d = Path(r)
             if not d.is_dir():
                 raise UsageError(f"{r} is not a results directory")
-            md, page = write_report(d)
+            md, page = write_report(d, relax)
             print(f"wrote {md} and {page}")
     except (ResultsError, UsageError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -11,7 +11,6 @@ import platform
 import re
 import socket
 import subprocess
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +18,9 @@ import torch
 from filelock import FileLock
 
 from . import __version__
+
+# the atomic writes live in their own module (data and training use them too); kept importable from here
+from .atomic import atomic_file, atomic_write_bytes, atomic_write_text, temporary_name  # noqa: F401
 from .config import NOT_HASHED, SCHEDULES, Experiment, fmt_eps
 
 CONFIG_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
@@ -103,40 +105,6 @@ def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, re
 def eps_255(eps: pd.Series) -> pd.Series:
     """Epsilon as a fraction of the pixel range -> in /255 units (0.031373 -> 8.0)."""
     return (pd.to_numeric(eps) * 255).round(3)
-
-
-def temporary_name(path: Path) -> Path:
-    """Unique per writer, also across machines sharing a filesystem: host, process and a random part."""
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, mode: str = "w"):
-    """A file object whose content replaces ``path`` only when the block succeeds (fsync, then rename): a reader
-    sees the old file or the new one, never half of one. A failed write (disk full, file-size limit, an
-    exception in the block) removes its temporary file and leaves ``path`` as it was."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(path)
-    try:
-        with open(tmp, mode, **({} if "b" in mode else {"newline": ""})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_file(path) as f:
-        f.write(text)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_file(path, "wb") as f:
-        f.write(data)
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

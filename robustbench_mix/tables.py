@@ -1,6 +1,7 @@
 """Paper-shaped tables built from runs.csv: a registry of ``name -> fn(df, out_dir) -> markdown``.
 
-Each writes ``<name>.csv`` and ``<name>.md`` (and its plots) into the results directory.
+Each writes ``<name>.csv`` and ``<name>.md`` into the results directory; the plots are :mod:`plots`' (the report
+makes both from the rows alone).
 """
 
 from __future__ import annotations
@@ -9,9 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import SURROGATE_SUFFIX, fmt_eps
+from .config import PRESETS, SURROGATE_SUFFIX, fmt_eps
 from .methods import run_label
-from .plots import corruption_accuracy, robust_accuracy, training_curves
 from .registry import Registry
 from .results import (
     adversarial,
@@ -25,6 +25,16 @@ from .results import (
 )
 
 TABLES: Registry = Registry("table")
+# what every directory gets (each writes nothing where its rows are absent), besides its presets' own tables
+ALWAYS = ("robust", "corruptions")
+
+
+def tables_for(df: pd.DataFrame) -> list[str]:
+    """The tables the suite makes for these rows: each preset's own (``Suite.tables``; a preset the suite does not
+    know, such as the API's or the checkpoint command's, has none of its own), then ``ALWAYS``."""
+    names = [t for p in dict.fromkeys(df["preset"].str.removesuffix(SURROGATE_SUFFIX))
+             for t in (PRESETS[p].tables if p in PRESETS else ())]
+    return list(dict.fromkeys([*names, *ALWAYS]))
 
 
 def _label_runs(df: pd.DataFrame) -> pd.DataFrame:
@@ -103,8 +113,6 @@ def table2(df: pd.DataFrame, out: Path) -> str:
     flat = mean.add_suffix(" mean").join(std.add_suffix(" std")).assign(seeds=n).reset_index()
     flat.insert(1, "labels changed (%)", flat["noise"].map(changed))
     atomic_write_csv(flat.rename(columns={"noise": "corruption", "variant": "method"}), out / "table2.csv")
-    for p in sorted(errs["noise"].unique()):
-        training_curves(df[df["noise"] == p], out / f"table2_curves_noise{p:g}.png")
     few = errs["epochs recorded"].min()
     lines = ["## Table 2: corrupted labels", "",
              "Error in % (mean ± std over seeds). 'best (test-selected)' is the lowest test error over the epochs, "
@@ -191,7 +199,6 @@ def robust_table(df: pd.DataFrame, out: Path) -> str:
     t = d.pivot_table(index=["variant", "noise", "attack"], columns="eps_255", values="acc", aggfunc="mean")
     t.columns = [fmt_eps(round(c, 3)) for c in t.columns]
     atomic_write_csv(t.reset_index(), out / "robust_accuracy.csv")
-    robust_accuracy(df, out / "robust_accuracy.png")
     md = "## Robust accuracy (%) against epsilon\n\n" + _percent_md(t)
     atomic_write_text(out / "robust_accuracy.md", md)
     return md
@@ -209,7 +216,6 @@ def corruption_table(df: pd.DataFrame, out: Path) -> str:
     d = corruption_parts(d).assign(acc=100 * d["value"])
     atomic_write_csv(d.pivot_table(index=["variant", "noise", "source", "corruption"], columns="severity",
                                    values="acc", aggfunc="mean").reset_index(), out / "corruptions.csv")
-    corruption_accuracy(df, out / "corruptions.png")
     t = d.pivot_table(index=["variant", "noise", "source"], columns="corruption", values="acc", aggfunc="mean")
     t["mean"] = d.groupby(["variant", "noise", "source"])["acc"].mean()
     md = ("## Accuracy (%) under common corruptions\n\nMean over severities 1-5 (and seeds). `corrupt`: computed by "

@@ -1,0 +1,142 @@
+"""``python -m robustbench_mix.leaderboard RESULTS [--run ID | --model NAME] [--eps 8/255]``: one run's result as a
+RobustBench-style model-info JSON entry.
+
+The fields are those of RobustBench's ``model_info/<dataset>/<threat model>/<name>.json`` files (``name``,
+``dataset``, ``architecture``, ``eps`` as "8/255", ``clean_acc``, ``autoattack_acc``, ``corruptions_acc``,
+``additional_data``, ``number_forward_passes``, ``footnote``; accuracies as text in % with two decimals), plus
+``threat_model`` (their folder: "Linf", as every attack here is L-infinity) and ``n_examples`` (the test images
+attacked). ``autoattack_acc`` appears only when AutoAttack was run; otherwise the robust accuracy is
+``robust_acc`` with the attacks named in ``robust_attack``, never passed off as AutoAttack's. What differs from
+RobustBench's protocol (a subset of the test set, computed corruptions rather than CIFAR-10-C) is said in
+``footnote``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write_text
+from .config import SURROGATE_SUFFIX, Experiment, fmt_eps, parse_eps
+from .errors import UsageError
+from .methods import run_label
+from .results import ResultsError, last_epoch, load_results
+
+# test-set sizes of the data sets whose split is fixed (digits: scikit-learn's 1,797 images, 497 held out)
+TEST_SET_SIZES = {"digits": 497, "cifar10": 10000, "cifar100": 10000, "cifar10c": 10000, "cifar100c": 10000}
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f}"
+
+
+def pick_run(df: pd.DataFrame, run_id: str | None = None, model: str | None = None) -> pd.DataFrame:
+    """The rows of the one run chosen by id or model name (or the only run there is); else a usage error
+    listing the candidates."""
+    d = df[~df["preset"].str.endswith(SURROGATE_SUFFIX)]
+    if run_id:
+        d = d[d["run_id"] == run_id]
+    if model:
+        d = d[d["model"] == model]
+    ids = list(dict.fromkeys(d["run_id"]))
+    if len(ids) == 1:
+        return d
+    runs = df.drop_duplicates("run_id")
+    listed = "; ".join(f"{r.run_id} ({r.model}, {run_label(r.method, r.alpha, r.dropout)}, seed {r.seed})"
+                       for r in runs.itertuples())
+    what = " and ".join(f"{k} {v!r}" for k, v in (("run", run_id), ("model", model)) if v) or "these results"
+    raise UsageError(f"{what} {'matches no run' if not ids else f'matches {len(ids)} runs'}; choose one with --run "
+                     f"(or --model where a model has one run): {listed}")
+
+
+def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None, eps: float = 8.0,
+          name: str | None = None) -> dict:
+    """The RobustBench-style entry of one run at ``eps`` (/255): see the module's docstring for the fields."""
+    rows = pick_run(df, run_id, model)
+    exp = Experiment.from_json(rows["config"].iloc[0])
+    d = last_epoch(rows)
+    test = d[d["split"] == "test"]
+
+    def value(attack: str, metric: str = "acc", at: float = 0.0) -> float | None:
+        v = test[(test["attack"] == attack) & (test["metric"] == metric) & np.isclose(test["eps"] * 255, at,
+                                                                                      atol=1e-3)]["value"]
+        return float(v.iloc[0]) if len(v) else None
+
+    out = {"name": name or f"{exp.model} ({run_label(exp.method, exp.alpha, exp.dropout)}, seed {exp.seed})",
+           "dataset": exp.dataset, "threat_model": "Linf", "eps": fmt_eps(round(eps, 3)),
+           "architecture": exp.model, "additional_data": False, "number_forward_passes": 1}
+    notes = []
+    clean = value("none")
+    if clean is not None:
+        out["clean_acc"] = _pct(clean)
+    attacks = list(exp.attacks)
+    if attacks:
+        if not any(np.isclose(e, eps, atol=1e-3) for e in exp.eps):
+            raise UsageError(f"eps {fmt_eps(eps)} was not measured in run {exp.run_id}; its epsilons: "
+                             f"{', '.join(fmt_eps(e) for e in exp.eps)}")
+        aa = value("autoattack", at=eps)
+        if aa is not None:
+            out["autoattack_acc"] = _pct(aa)
+        else:
+            worst = value("worst", at=eps)
+            out["robust_acc"] = _pct(worst if worst is not None else value(attacks[0], at=eps))
+            steps = f"{exp.attack_steps} steps, {exp.attack_restarts} restart(s)"
+            out["robust_attack"] = ("per-example worst case over " if worst is not None else "") + ", ".join(
+                f"{a} ({steps})" if a in ("ifgsm", "pgd", "pgd_margin") else a for a in attacks) + " (white-box)"
+            notes.append(f"robust accuracy under {out['robust_attack']}, not AutoAttack: an upper bound on "
+                         "AutoAttack's")
+        n = exp.attack_samples or TEST_SET_SIZES.get(exp.dataset)
+        out["n_examples"] = n
+        if exp.attack_samples:
+            notes.append(f"attacks on the first {exp.attack_samples} test images; clean accuracy on the whole test "
+                         "set")
+        elif n is None:
+            notes.append("attacks on every test image (their number is not recorded in runs.csv)")
+    standard = value("c10c:mean") if value("c10c:mean") is not None else value("c100c:mean")
+    computed = value("corrupt:mean")
+    if standard is not None:
+        out["corruptions_acc"] = _pct(standard)
+        notes.append("corruptions_acc: mean over the standard CIFAR-10-C / CIFAR-100-C files, severities 1-5")
+    elif computed is not None:
+        out["corruptions_acc"] = _pct(computed)
+        notes.append(f"corruptions_acc: mean over {len(exp.corruptions)} corruptions computed by robustbench_mix "
+                     "at severities 1-5 (CIFAR-10-C's recipe), not the CIFAR-10-C files")
+    if exp.method != "external":
+        notes.append(f"trained by robustbench_mix: {run_label(exp.method, exp.alpha, exp.dropout)}, "
+                     f"{exp.epochs} epochs, seed {exp.seed}")
+    out["footnote"] = "; ".join(notes)
+    out["run_id"] = exp.run_id
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m robustbench_mix.leaderboard", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", help="a runs.csv file or a results directory")
+    p.add_argument("--run", help="the run's id (runs.csv column run_id)")
+    p.add_argument("--model", help="the model's name (e.g. user:mlp), where it has one run")
+    p.add_argument("--eps", default="8/255", help="the epsilon of the entry (default: %(default)s)")
+    p.add_argument("--name", help="the entry's name (default: model, method and seed)")
+    p.add_argument("--out", help="write the JSON here (default: print it)")
+    args = p.parse_args(argv)
+    try:
+        eps = parse_eps(args.eps)
+        if len(eps) != 1:
+            raise UsageError(f"--eps takes one epsilon (an entry is at one), got {args.eps!r}")
+        info = entry(load_results(args.results), args.run, args.model, eps[0], args.name)
+    except (ResultsError, UsageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+    if args.out:
+        atomic_write_text(Path(args.out), text)
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Plots people can read: mean with a 95% t-interval over seeds, only measured points joined, shared axes,
+legends outside the data, calibration labels that do not overlap."""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from scipy import stats
+
+import robustbench_mix.plots as plots
+from robustbench_mix.results import load_results
+
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The figures the plot functions would save, kept open for inspection instead."""
+    kept = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: kept.append(fig) or path)
+    yield kept
+    for f in kept:
+        plt.close(f)
+
+
+def _runs(name):
+    if not (REFERENCE / name / "runs.csv").exists():
+        pytest.skip(f"results/reference/{name} is not committed")
+    return load_results(REFERENCE / name)
+
+
+def test_mean_ci_is_the_t_interval_over_seeds_and_none_for_one_seed():
+    v = np.array([97.0, 98.5, 96.0])
+    m, lo, hi = plots.mean_ci(v)
+    half = stats.t.ppf(0.975, 2) * v.std(ddof=1) / np.sqrt(3)  # 4.303 * 1.258 / 1.732
+    assert m == pytest.approx(97.1667, abs=1e-4) and (hi - lo) / 2 == pytest.approx(half) == pytest.approx(3.125,
+                                                                                                           abs=1e-3)
+    m, lo, hi = plots.mean_ci([97.0])
+    assert m == 97.0 and np.isnan(lo) and np.isnan(hi)
+
+
+def _panels(fig):
+    return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+
+
+def test_robust_plot_joins_only_measured_points_with_intervals_on_one_axis(figures, tmp_path):
+    df = _runs("quick-3seeds")  # eps 2, 8, 16 asked; PGD also at the 64/255 check epsilon
+    plots.robust_accuracy(df, tmp_path / "r.png")
+    (fig,) = figures
+    panels = _panels(fig)
+    assert set(panels) == {"fgsm (white-box)", "pgd (white-box)", "worst (per-example worst case)"}
+    for ax in panels.values():
+        assert ax.get_ylim() == (-2, 102)  # one 0-100 axis for every panel
+        assert ax.get_legend() is None  # the legend is the figure's, outside the panels
+        for line in ax.get_lines():
+            assert set(line.get_xdata()) <= {0.0, 2.0, 8.0, 16.0}  # never the 64/255 check epsilon
+        assert len(ax.collections) == 4  # a 95% band per configuration (3 seeds each)
+    pgd = panels["pgd (white-box)"]
+    erm = next(line for line in pgd.get_lines() if line.get_label() == "ERM, noise 0")
+    assert list(erm.get_xdata()) == [0.0, 2.0, 8.0, 16.0]
+    final = df[(df["epoch"] == df["epochs"]) & (df["attack"] == "pgd") & (df["method"] == "erm")
+               & (df["noise"] == 0) & (df["metric"] == "acc") & np.isclose(df["eps"] * 255, 8, atol=1e-3)]
+    assert erm.get_ydata()[2] == pytest.approx(100 * final["value"].mean())
+    assert len(fig.legends) == 1 and fig.legends[0].get_bbox_to_anchor().x0 >= fig.axes[-1].get_position().x1 - 1e-6
+
+
+def test_black_box_panels_sit_under_their_white_box_twins_on_the_same_axis(figures, tmp_path):
+    plots.robust_accuracy(_runs("table3-cpu"), tmp_path / "r.png")
+    (fig,) = figures
+    panels = _panels(fig)
+    white, black = panels["fgsm (white-box)"], panels["fgsm (black-box)"]
+    assert white.get_position().x0 == pytest.approx(black.get_position().x0)  # one column
+    assert white.get_position().y0 > black.get_position().y0
+    assert white.get_ylim() == black.get_ylim() == (-2, 102)
+
+
+def test_one_seed_draws_no_interval(figures, tmp_path):
+    plots.robust_accuracy(_runs("quick"), tmp_path / "r.png")
+    (fig,) = figures
+    assert all(len(ax.collections) == 0 for ax in fig.axes)
+
+
+def test_calibration_labels_are_one_per_bar_on_their_own_line(figures, tmp_path):
+    plots.calibration_plot(_runs("methods-cpu"), tmp_path / "c.png")
+    (fig,) = figures
+    ece = fig.axes[0]
+    labels = [t.get_text() for t in ece.get_yticklabels()]
+    assert len(labels) == 10 == len(set(labels)) and labels[0].startswith("CutMix")
+    assert ece.get_ylim()[0] > ece.get_ylim()[1]  # the first configuration on top
+    colours = {tuple(p.get_facecolor()) for p in ece.patches}
+    assert len(colours) == 10  # no two configurations share a colour
+
+
+def test_corruption_panels_share_the_accuracy_axis(figures, tmp_path):
+    plots.corruption_accuracy(_runs("cifar10-jpeg-corruptions-cpu"), tmp_path / "c.png")
+    (fig,) = figures
+    shown = [ax for ax in fig.axes if ax.get_title()]
+    assert len(shown) == 7 and all(ax.get_ylim() == (-2, 102) for ax in shown)

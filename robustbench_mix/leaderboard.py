@@ -90,11 +90,18 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
                 f"{a} ({steps})" if a in ("ifgsm", "pgd", "pgd_margin") else a for a in attacks) + " (white-box)"
             notes.append(f"robust accuracy under {out['robust_attack']}, not AutoAttack: an upper bound on "
                          "AutoAttack's")
-        n = exp.attack_samples or TEST_SET_SIZES.get(exp.dataset)
+        attacked = test[test["attack"].isin(attacks) & test["n_eval"].notna()]
+        if len(attacked):  # recorded with the rows since 0.4.0
+            n, subset = int(attacked["n_eval"].iloc[0]), attacked["eval_subset"].iloc[0]
+        else:
+            n, subset = exp.attack_samples or TEST_SET_SIZES.get(exp.dataset), ""
         out["n_examples"] = n
-        if exp.attack_samples:
-            notes.append(f"attacks on the first {exp.attack_samples} test images; clean accuracy on the whole test "
-                         "set")
+        if subset.startswith("stratified:"):
+            notes.append(f"attacks on a class-stratified {n} of the test images (subset "
+                         f"{subset.removeprefix('stratified:')}); clean accuracy on the whole test set")
+        elif exp.attack_samples and not subset:
+            notes.append(f"attacks on the first {exp.attack_samples} test images (the rule before 0.4.0); clean "
+                         "accuracy on the whole test set")
         elif n is None:
             notes.append("attacks on every test image (their number is not recorded in runs.csv)")
     standard = value("c10c:mean") if value("c10c:mean") is not None else value("c100c:mean")

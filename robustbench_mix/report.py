@@ -23,7 +23,17 @@ from .claims import check_all, parse_relax, section
 from .config import SURROGATE_SUFFIX
 from .errors import UsageError
 from .plots import FIGURES, INTERVAL
-from .results import ResultsError, atomic_write_text, config_key, last_epoch, load_results, summarize, summary_markdown
+from .results import (
+    ResultsError,
+    adversarial,
+    atomic_write_text,
+    config_key,
+    last_epoch,
+    load_results,
+    subset_note,
+    summarize,
+    summary_markdown,
+)
 from .tables import TABLES, tables_for
 
 # what each table shows, for its caption (the table's own text says how it is computed)
@@ -50,8 +60,11 @@ def context(df: pd.DataFrame) -> str:
     seeds = sorted(int(s) for s in runs["seed"].unique())
     cfgs = [json.loads(t) for t in runs["config"]]
     samples = sorted({c.get("attack_samples", 0) for c in cfgs if c.get("attacks")})
+    stratified = d.loc[adversarial(d), "eval_subset"].str.startswith("stratified:").any()
+    # runs.csv files written before 0.4.0 attacked the first N
+    rule = "a class-stratified {} of the test images" if stratified else "the first {} test images"
     attacked = "" if not samples else "; attacks on " + " / ".join(
-        "every test image" if s == 0 else f"the first {s} test images" for s in samples)
+        "every test image" if s == 0 else rule.format(s) for s in samples)
     return (f"Data set {_list(sorted(d['dataset'].unique()))}; model {_list(sorted(d['model'].unique()))}; "
             f"{len(runs)} runs, seeds {_list(seeds)} ({n} per configuration){attacked}; accuracies, ECE and "
             "memorized in %, epsilons in /255.")
@@ -67,7 +80,7 @@ def build(results_dir: Path, relax: tuple[str, ...] = ()) -> tuple[str, list[Pat
     parts += [f"Preset(s): {', '.join(presets)}. {df['run_id'].nunique()} runs; torch {df['torch'].iloc[0]}; "
               f"device {df['device'].iloc[0]}; git {df['git_rev'].iloc[0]}.", "",
               f"Reproduce with: `{cmd}`", "", "## Summary (final epoch, mean ± std over seeds)", "",
-              summary_markdown(summarize(df)),
+              summary_markdown(summarize(df)) + (f"\n{subset_note(df)}\n" if subset_note(df) else ""),
               f"*Table: clean and robust accuracy, calibration and memorization per configuration. {ctx}*", ""]
     for name in tables_for(df):
         md = TABLES.get(name)(df, results_dir)

@@ -105,7 +105,8 @@ def test_manifold_mixup_at_the_input_equals_input_mixup():
     perm = torch.randperm(8, generator=g)
     model = _cnn().eval()  # eval: batch-norm in its running statistics, so both forwards see the same
     inputs, loss_fn = mixup_apply(x, y, 10, 0.3, perm)
-    torch.testing.assert_close(manifold_step(model, x, y, 10, 0.3, perm, 0), loss_fn(model(inputs)))
+    torch.testing.assert_close(manifold_step(model, x, y, 10, 0.3, perm, 0, loss="ce"),
+                               loss_fn(model(inputs)))
 
 
 def test_manifold_mixup_at_a_hidden_layer_mixes_exactly_that_layers_output():
@@ -124,31 +125,34 @@ def test_manifold_mixup_at_a_hidden_layer_mixes_exactly_that_layers_output():
         for layer in body[upto:]:
             h = layer(h)
         expected = lam * F.cross_entropy(h, y) + (1 - lam) * F.cross_entropy(h, y[perm])
-        torch.testing.assert_close(manifold_step(model, x, y, 10, lam, perm, point), expected)
+        torch.testing.assert_close(manifold_step(model, x, y, 10, lam, perm, point, loss="ce"), expected)
     assert not model[1][2]._forward_hooks  # the hook is gone after the step
 
 
-def test_cutmix_lambda_is_the_pasted_fraction_and_the_box_stays_inside_the_image():
-    from robustbench_mix.methods import cutmix_apply, cutmix_box, cutmix_draw
+def test_cutmix_pastes_the_box_of_the_partner_and_weights_labels_by_the_kept_fraction():
+    from robustbench_mix.methods import cutmix_apply, cutmix_draw, cutmix_mask
 
     rng = np.random.default_rng(0)
     g = torch.Generator().manual_seed(0)
+    pasted = 0
     for _ in range(200):
-        lam, cy, cx, perm = cutmix_draw(6, 1.0, rng, g, torch.device("cpu"))
+        *box, perm = cutmix_draw(6, 1.0, rng, g, torch.device("cpu"), prob=1.0, image_size=(12, 10))
         x = torch.rand(6, 3, 12, 10, generator=g)
         y = torch.randint(0, 4, (6,), generator=g)
-        box = cutmix_box(12, 10, lam, cy, cx, torch.device("cpu"))
-        mixed, loss_fn = cutmix_apply(x, y, 4, lam, cy, cx, perm)
-        assert box.shape == (12, 10)
-        torch.testing.assert_close(mixed[:, :, box], x[perm][:, :, box])  # the partner inside the box
-        torch.testing.assert_close(mixed[:, :, ~box], x[:, :, ~box])  # the example itself outside it
-        kept = 1 - box.float().mean()
+        mask = cutmix_mask(12, 10, *box, torch.device("cpu"))
+        mixed, loss_fn = cutmix_apply(x, y, 4, *box, perm)
+        torch.testing.assert_close(mixed[:, :, mask], x[perm][:, :, mask])  # the partner inside the box
+        torch.testing.assert_close(mixed[:, :, ~mask], x[:, :, ~mask])  # the example itself outside it
+        kept = 1 - mask.float().mean()
         out = torch.randn(6, 4, generator=g)
         torch.testing.assert_close(loss_fn(out), kept * F.cross_entropy(out, y) + (1 - kept) * F.cross_entropy(
             out, y[perm]))
-    # a centre at the corner clips the box: the kept fraction, not lambda, weights the labels
-    box = cutmix_box(8, 8, 0.0, 0.0, 0.0, torch.device("cpu"))  # a full-size box centred at the corner
-    assert box.float().mean().item() == 0.25 and box[:4, :4].all()
+        # a graphed step passes the box as 0-dim float32 tensors: the same images and loss
+        t_mixed, t_loss = cutmix_apply(x, y, 4, *(torch.tensor(v) for v in box), perm)
+        assert torch.equal(t_mixed, mixed)
+        torch.testing.assert_close(t_loss(out), loss_fn(out))
+        pasted += mask.any().item()
+    assert pasted > 150  # boxes were pasted, not only empty ones
 
 
 def test_label_smoothing_targets_sum_to_one_and_its_loss_is_the_closed_form():

@@ -359,8 +359,7 @@ SURROGATE_SUFFIX = "/surrogate"  # the preset column marks surrogate runs (not p
 def surrogate_of(exp: Experiment) -> Experiment:
     """The black-box surrogate: an ERM twin of the run (same data, model and recipe) with another seed."""
     return replace(exp, method="erm", alpha=0.0, method_options="", dropout=0.0, seed=exp.surrogate_seed,
-                   surrogate_seed=None,
-                   preset=f"{exp.preset}{SURROGATE_SUFFIX}")
+                   surrogate_seed=None, preset=f"{exp.preset}{SURROGATE_SUFFIX}")
 
 
 def _paper_cifar(dataset: str) -> Experiment:

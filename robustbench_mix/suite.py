@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--methods", help="comma-separated methods, each with its own parameter where it takes one, e.g. "
       "erm,mixup:8,manifold_mixup,cutmix:1:prob=0.5,label_smoothing:0.1 (a method without a value takes its "
       "default, listed below; list one twice for two values)")
-    a("--alpha", help="the Beta(α, α) parameter of mixup, manifold_mixup and cutmix where --methods (or the preset) "
+    mixing = ", ".join(m for m in METHODS if METHODS.get(m).takes_alpha_flag)
+    a("--alpha", help=f"the Beta(α, α) parameter of the mixing methods ({mixing}) where --methods (or the preset) "
       "lists them without a value, e.g. 1 or 1,8 (a grid axis); never label smoothing's ε (label_smoothing:0.05)")
     a("--dropout", help="dropout rate(s), e.g. 0,0.5; a grid axis")
     a("--noise", help="label-noise rate(s) in [0, 1), e.g. 0,0.2")

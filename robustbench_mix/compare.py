@@ -155,7 +155,8 @@ def _describe(run: pd.Series, shown: list[str]) -> str:
     """'mixup (α=1), noise 0.4, eval_every 5': the method as the suite names it, then the other fields shown."""
     parts = []
     if {"method", "alpha", "dropout"} & set(shown):
-        parts.append(run_label(run["method"], float(run["alpha"]), float(run["dropout"])))
+        parts.append(run_label(run["method"], float(run["alpha"]), float(run["dropout"]),
+                               str(run.get("method_options", ""))))
     parts += [f"{f} {run[f]}" for f in shown if f not in ("method", "alpha", "dropout")]
     return ", ".join(parts) or "all runs"
 

@@ -17,7 +17,12 @@ SCHEDULES = ("step", "cosine", "constant")
 NOT_HASHED = {"preset", "device"}
 # Fields added after results were first published, with their default: they enter the hash only when set to
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
-ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": ()}
+ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options": ""}
+# The same for a method's options (Experiment.method_options): an option added to a method whose runs were already
+# published, with the value that computes as those runs did, is left out of the hash at that value. An option
+# without such a value came with a change of the method's computation (CutMix's prob came with the reference's
+# box), so it is always hashed and the method's runs got new ids.
+ADDED_OPTIONS = {"manifold_mixup": {"loss": "ce"}}
 PRECISIONS = ("fp32", "bf16")
 # Since 0.4.0 a run that attacks fewer than all test images attacks a class-stratified sample (data.attack_subset),
 # not the first N: such runs hash this rule too, so they never share an id with a first-N run's numbers.
@@ -56,7 +61,15 @@ class Experiment:
     surrogate_seed: int | None = None  # black-box: transfer attacks from an ERM twin trained with this seed
     attack_precision: str = "fp32"  # bf16 runs attacks and their evaluation under bf16 autocast
     corruptions: tuple[str, ...] = ()  # computed common corruptions at severities 1-5 (corruptions.py)
+    # the method's named options besides alpha, all spelled out ('prob=0.5'; '' for methods without any)
+    method_options: str = ""
     device: str = "auto"
+
+    def __post_init__(self):
+        from .methods import canonical_options  # methods imports torch; config's importers need not wait for it
+
+        # one spelling per configuration, whatever was given ('' or 'prob=0.5'): equal runs, equal ids
+        object.__setattr__(self, "method_options", canonical_options(self.method, self.method_options))
 
     @property
     def run_id(self) -> str:
@@ -73,6 +86,8 @@ class Experiment:
         d = json.loads(text)
         known = {f.name for f in fields(cls)}
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        if "method_options" not in d:  # recorded before methods had options
+            d["method_options"] = legacy_options(d.get("method", "erm"))
         return cls(**d)
 
 
@@ -91,10 +106,28 @@ class RunOptions:
 DEFAULT_OPTIONS = RunOptions()
 
 
+def legacy_options(method: str) -> str:
+    """The options a run recorded before its method had options computed with: the ADDED_OPTIONS values, or
+    methods.LEGACY where the method's computation has changed since (its old runs stay apart from new ones)."""
+    from .methods import LEGACY, METHODS
+
+    if method not in METHODS:
+        return ""
+    added = ADDED_OPTIONS.get(method, {})
+    names = [o.name for o in METHODS.get(method).options]
+    return LEGACY if any(n not in added for n in names) else ":".join(f"{n}={added[n]}" for n in names)
+
+
+def hashed_options(method: str, text: str) -> str:
+    """``text`` without the options at their ADDED_OPTIONS value."""
+    added = ADDED_OPTIONS.get(method, {})
+    return ":".join(p for p in text.split(":") if p and p.partition("=")[::2] not in added.items())
+
+
 def config_hash(exp: Experiment) -> str:
     """Stable across processes and Python versions: sha256 of the canonical JSON of the hashed fields."""
-    d = {k: v for k, v in exp.to_dict().items()
-         if k not in NOT_HASHED and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
+    d = dict(exp.to_dict(), method_options=hashed_options(exp.method, exp.method_options))
+    d = {k: v for k, v in d.items() if k not in NOT_HASHED and not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
     d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
     if exp.attack_samples:
         d["attack_subset"] = SUBSET_RULE
@@ -195,7 +228,7 @@ def validate(exp: Experiment) -> None:
     """Raise UsageError naming the bad value and what is allowed. Cheap: no data is loaded here."""
     from .attacks import check_attack_name
     from .corruptions import CORRUPTIONS
-    from .methods import METHODS
+    from .methods import LEGACY, METHODS
     from .models import MIX_POINTS, check_model_name, is_model_name
 
     method = METHODS.get(exp.method)
@@ -209,6 +242,8 @@ def validate(exp: Experiment) -> None:
     for a in exp.attacks:
         check_attack_name(a)
     problem = method.check(exp.alpha) if method.uses_alpha else None
+    if exp.method_options != LEGACY:  # a recorded run of an earlier version: evaluated, never trained again
+        method.option_values(exp.method, exp.method_options)  # a UsageError naming the method and the value
     checks = [
         (problem is None, f"method {exp.method}: {problem}"),
         (exp.alpha >= 0, f"alpha {exp.alpha} is negative; the methods' parameters are >= 0"),
@@ -255,11 +290,71 @@ def validate(exp: Experiment) -> None:
 # ------------------------------------------------------------------------------------ suites/presets
 @dataclass(frozen=True)
 class Variant:
-    """A column of a results table: a method with its parameters."""
+    """A column of a results table: a method with its parameters (``options`` as Experiment.method_options)."""
 
     method: str
     alpha: float = 0.0
     dropout: float = 0.0
+    options: str = ""
+
+
+def parse_method(text: str) -> tuple[str, float | None, str]:
+    """One --methods item, ``NAME[:VALUE][:OPTION=VALUE]...``: 'mixup:8' -> ('mixup', 8.0, ''),
+    'cutmix:1:prob=0.25' -> ('cutmix', 1.0, 'prob=0.25'), 'cutmix:prob=0.25' -> ('cutmix', None, 'prob=0.25');
+    None: no value given. Every name and value is checked here, before anything runs."""
+    from .methods import METHODS
+
+    name, *parts = (p.strip() for p in text.split(":"))
+    method = METHODS.get(name)
+    value = None
+    if parts and "=" not in parts[0]:
+        if not method.uses_alpha:
+            raise UsageError(f"--methods {text!r}: method {name} takes no parameter")
+        try:
+            value = float(parts[0])
+        except ValueError:
+            raise UsageError(f"--methods {text!r}: {parts[0]!r} is not a number (method {name}'s "
+                             f"{method.param})") from None
+        problem = method.check(value)
+        if problem:
+            raise UsageError(f"--methods {text!r}: method {name}: {problem}")
+        parts = parts[1:]
+    options = ":".join(parts)
+    method.option_values(name, options)
+    return name, value, options
+
+
+def grid_variants(methods: str | None, alpha: str | None, dropout: str | None,
+                  preset: tuple[Variant, ...]) -> tuple[Variant, ...]:
+    """The variants of --methods, --alpha and --dropout. A method takes its own value ('mixup:8'), else --alpha
+    where it is a Beta(α, α) mixing method (a grid axis: '1,8'), else its default (Method.default). Without
+    --methods, the preset's methods at their preset values, --alpha replacing those of the mixing methods.
+    --alpha that no listed method takes is an error, never applied to another parameter (label smoothing's ε)."""
+    from .methods import METHODS
+
+    alphas = parse_numbers(alpha, "--alpha") if alpha else None
+    drops = parse_numbers(dropout, "--dropout") if dropout else (0.0,)
+    if methods:
+        specs = [parse_method(t) for t in split_list(methods, "--methods")]
+    else:
+        specs = [(v.method, None if alphas is not None and METHODS.get(v.method).takes_alpha_flag else v.alpha,
+                  v.options) for v in preset]
+    out, took_alpha = [], False
+    for name, value, options in dict.fromkeys(specs):
+        m = METHODS.get(name)
+        if value is not None or not m.uses_alpha:
+            values = (value if value is not None else 0.0,)
+        elif alphas is not None and m.takes_alpha_flag:
+            values, took_alpha = alphas, True
+        else:
+            values = (m.default,)
+        out += [Variant(name, a, d, options) for a in values for d in drops]
+    if alphas is not None and not took_alpha:
+        mixing = [n for n in METHODS if METHODS.get(n).takes_alpha_flag]
+        raise UsageError(f"--alpha sets the Beta(α, α) parameter of {', '.join(mixing)} where --methods lists them "
+                         "without a value of their own; none is listed so. Give each method its parameter in "
+                         "--methods, e.g. --methods mixup:8,label_smoothing:0.1")
+    return tuple(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
@@ -296,7 +391,7 @@ class Suite:
             for v, s in itertools.product(variants, self.seeds):
                 alpha = v.alpha if METHODS.get(v.method).uses_alpha else 0.0
                 runs.append(replace(self.base, preset=self.name, method=v.method, alpha=alpha,
-                                    dropout=v.dropout, noise=p, seed=s))
+                                    method_options=v.options, dropout=v.dropout, noise=p, seed=s))
         unique = list(dict.fromkeys(runs))  # e.g. erm listed with two alphas is one run
         return unique
 
@@ -306,8 +401,8 @@ SURROGATE_SUFFIX = "/surrogate"  # the preset column marks surrogate runs (not p
 
 def surrogate_of(exp: Experiment) -> Experiment:
     """The black-box surrogate: an ERM twin of the run (same data, model and recipe) with another seed."""
-    return replace(exp, method="erm", alpha=0.0, dropout=0.0, seed=exp.surrogate_seed, surrogate_seed=None,
-                   preset=f"{exp.preset}{SURROGATE_SUFFIX}")
+    return replace(exp, method="erm", alpha=0.0, method_options="", dropout=0.0, seed=exp.surrogate_seed,
+                   surrogate_seed=None, preset=f"{exp.preset}{SURROGATE_SUFFIX}")
 
 
 def _paper_cifar(dataset: str) -> Experiment:
@@ -337,7 +432,8 @@ TABLE2_BY_NOISE = (
 )
 TABLE3_ATTACKS = ("fgsm", "ifgsm", "pgd", "pgd_margin")
 # Every method at the parameter its paper uses on CIFAR: mixup alpha=1 (Zhang et al.), manifold mixup alpha=2
-# (Verma et al.), CutMix alpha=1 (Yun et al.), label smoothing epsilon=0.1 (Szegedy et al.).
+# (Verma et al.), CutMix alpha=1 with probability 0.5 (Yun et al.), label smoothing epsilon=0.1 (Szegedy et al.);
+# each is also that method's default (Method.default, the options' defaults), which a test holds them to.
 ALL_METHODS = (Variant("erm"), Variant("mixup", alpha=1.0), Variant("manifold_mixup", alpha=2.0),
                Variant("cutmix", alpha=1.0), Variant("label_smoothing", alpha=0.1))
 
@@ -371,8 +467,8 @@ PRESETS: dict[str, Suite] = {
                       attack_samples=0),
               ERM_MIXUP, tables=("table3", "robust")),
         Suite("methods-cpu", "every method on digits (CPU): ERM, mixup (alpha=1), manifold mixup (alpha=2), CutMix "
-              "(alpha=1), label smoothing (epsilon=0.1); clean and 40% corrupted labels; FGSM and PGD white-box "
-              "and black-box (ERM surrogate, seed 100); 3 seeds",
+              "(alpha=1, prob=0.5), label smoothing (epsilon=0.1); clean and 40% corrupted labels; FGSM and PGD "
+              "white-box and black-box (ERM surrogate, seed 100); 3 seeds",
               Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4,
                          schedule="cosine", eps=(2.0, 8.0, 16.0), surrogate_seed=100),
               ALL_METHODS, noise=(0.0, 0.4), seeds=(0, 1, 2)),

@@ -67,7 +67,8 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
                                                                                       atol=1e-3)]["value"]
         return float(v.iloc[0]) if len(v) else None
 
-    out = {"name": name or f"{exp.model} ({run_label(exp.method, exp.alpha, exp.dropout)}, seed {exp.seed})",
+    trained = run_label(exp.method, exp.alpha, exp.dropout, exp.method_options)
+    out = {"name": name or f"{exp.model} ({trained}, seed {exp.seed})",
            "dataset": exp.dataset, "threat_model": "Linf", "eps": fmt_eps(round(eps, 3)),
            "architecture": exp.model, "additional_data": False, "number_forward_passes": 1}
     notes = []
@@ -114,7 +115,7 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
         notes.append(f"corruptions_acc: mean over {len(exp.corruptions)} corruptions computed by robustbench_mix "
                      "at severities 1-5 (CIFAR-10-C's recipe), not the CIFAR-10-C files")
     if exp.method != "external":
-        notes.append(f"trained by robustbench_mix: {run_label(exp.method, exp.alpha, exp.dropout)}, "
+        notes.append(f"trained by robustbench_mix: {trained}, "
                      f"{exp.epochs} epochs, seed {exp.seed}")
     out["footnote"] = "; ".join(notes)
     out["run_id"] = exp.run_id

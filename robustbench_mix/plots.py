@@ -23,10 +23,10 @@ from .atomic import atomic_write_bytes  # noqa: E402
 from .config import SURROGATE_SUFFIX  # noqa: E402
 from .methods import run_label  # noqa: E402
 from .registry import Registry  # noqa: E402
-from .results import adversarial, corrupted, corruption_parts, last_epoch  # noqa: E402
+from .results import adversarial, corrupted, corruption_parts, last_epoch, method_options  # noqa: E402
 
 FIGURES: Registry = Registry("figure")
-KEYS = ["dataset", "model", "method", "alpha", "dropout", "noise"]
+KEYS = ["dataset", "model", "method", "alpha", "dropout", "method_options", "noise"]
 INTERVAL = ("lines and bars: mean over seeds; shading and error bars: 95% t-interval over seeds (none for a "
             "configuration with one seed)")
 
@@ -39,8 +39,8 @@ def plain(text: str) -> str:
 def label(r) -> str:
     """'mixup (α=1), noise 0.4' (and the model where it is not one of the suite's: your own model's name)."""
     own = str(r.get("model", "")) if r.get("method") == "external" else ""
-    return plain((own + " " if own else "") + run_label(r["method"], r["alpha"], r["dropout"])
-                 + f", noise {r['noise']:g}")
+    method = run_label(r["method"], r["alpha"], r["dropout"], r.get("method_options", ""))
+    return plain((own + " " if own else "") + method + f", noise {r['noise']:g}")
 
 
 def save(fig, path: Path) -> Path:
@@ -69,7 +69,8 @@ def curve(g: pd.DataFrame, x: str) -> pd.DataFrame:
 
 
 def _targets(df: pd.DataFrame) -> pd.DataFrame:
-    return df[~df["preset"].str.endswith(SURROGATE_SUFFIX)]
+    df = df[~df["preset"].str.endswith(SURROGATE_SUFFIX)]
+    return df.assign(method_options=method_options(df))
 
 
 def _draw(ax, c: pd.DataFrame, x: str, name: str, color: str, marker: str | None = "o") -> None:

@@ -441,6 +441,14 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([out.index.to_frame(index=False), out.reset_index(drop=True)], axis=1)
 
 
+def method_options(df: pd.DataFrame) -> pd.Series:
+    """Each row's ``Experiment.method_options`` (e.g. CutMix's ``prob=0.25``), read from its config JSON once per
+    run: two runs that differ only there are different variants in every table and plot."""
+    per_run = {rid: Experiment.from_json(t).method_options
+               for rid, t in df.drop_duplicates("run_id")[["run_id", "config"]].itertuples(index=False)}
+    return df["run_id"].map(per_run).fillna("")
+
+
 def subset_note(df: pd.DataFrame) -> str:
     """One sentence saying over which test images the accuracies under attack are, when not all of them (empty
     when every attacked row is over the whole test set, or the rows predate the n_eval column)."""

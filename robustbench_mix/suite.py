@@ -9,6 +9,7 @@ import shlex
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import fields, replace
@@ -22,12 +23,11 @@ from .config import (
     Experiment,
     RunOptions,
     Suite,
-    Variant,
     fmt_eps,
     get_preset,
+    grid_variants,
     parse_eps_value,
     parse_numbers,
-    split_list,
     surrogate_of,
     validate,
     with_list_flags,
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train ERM/mixup grids, then measure clean accuracy, FGSM/PGD accuracy and memorization.",
         epilog=f"presets:\n{presets}\n\ndatasets: {', '.join(DATASETS)} (imagefolder:PATH)\n"
                f"models: {', '.join(MODELS)}, tv:NAME (torchvision), timm:NAME (extra [timm])\n"
-               f"methods: {', '.join(m for m in METHODS if METHODS.get(m).trainable)}\n"
+               f"methods (--methods NAME[:VALUE][:OPTION=VALUE], defaults in brackets):\n{methods_help()}\n"
                f"attacks: {', '.join(ATTACKS)}, ta:NAME (any torchattacks attack, optional extra)\n\n"
                "Lists are comma-separated. Epsilons and step sizes are in /255 units (8/255 or 8).",
     )
@@ -74,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     a("--preset", default="quick", help="named grid to start from (default: quick)")
     a("--dataset", help="digits, cifar10, cifar100 or imagefolder:PATH")
     a("--model", help=f"one of {', '.join(MODELS)}, or tv:NAME / timm:NAME (torchvision's and timm's models)")
-    a("--methods", help="comma-separated methods, e.g. erm,mixup")
-    a("--alpha", help="mixup alpha(s), e.g. 1 or 1,8; a grid axis for methods that use alpha")
+    a("--methods", help="comma-separated methods, each with its own parameter where it takes one, e.g. "
+      "erm,mixup:8,manifold_mixup,cutmix:1:prob=0.5,label_smoothing:0.1 (a method without a value takes its "
+      "default, listed below; list one twice for two values)")
+    mixing = ", ".join(m for m in METHODS if METHODS.get(m).takes_alpha_flag)
+    a("--alpha", help=f"the Beta(α, α) parameter of the mixing methods ({mixing}) where --methods (or the preset) "
+      "lists them without a value, e.g. 1 or 1,8 (a grid axis); never label smoothing's ε (label_smoothing:0.05)")
     a("--dropout", help="dropout rate(s), e.g. 0,0.5; a grid axis")
     a("--noise", help="label-noise rate(s) in [0, 1), e.g. 0,0.2")
     a("--seeds", help="seeds, e.g. 0,1,2")
@@ -129,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def methods_help() -> str:
+    """One line per trainable method: how --methods spells it, its defaults, its options."""
+    lines = []
+    for name in METHODS:
+        m = METHODS.get(name)
+        if m.trainable:
+            lines.append(f"  {m.usage(name)}" + (f"  [{m.defaults_text()}]" if m.defaults_text() else ""))
+            lines += [textwrap.fill(f"{o.name}: {o.doc}", 110, initial_indent=" " * 6, subsequent_indent=" " * 8)
+                      for o in m.options]
+    return "\n".join(lines)
+
+
 def suite_from_args(args) -> Suite:
     suite = get_preset(args.preset)
     base = suite.base
@@ -144,14 +160,8 @@ def suite_from_args(args) -> Suite:
     base = with_list_flags(replace(base, **{k: v for k, v in simple.items() if v is not None}), args)
     variants, by_noise = suite.variants, suite.by_noise
     if args.methods or args.alpha or args.dropout:
-        known = list(variants) + [v for _, vs in by_noise for v in vs]
-        methods = (split_list(args.methods, "--methods") if args.methods
-                   else list(dict.fromkeys(v.method for v in known)))
-        alphas = parse_numbers(args.alpha, "--alpha") if args.alpha else tuple(
-            dict.fromkeys(v.alpha for v in known if METHODS.get(v.method).uses_alpha)) or (1.0,)
-        drops = parse_numbers(args.dropout, "--dropout") if args.dropout else (0.0,)
-        variants = tuple(Variant(m, a, d) for m in methods for a in alphas for d in drops)
-        by_noise = ()
+        preset = tuple(variants) + tuple(v for _, vs in by_noise for v in vs)
+        variants, by_noise = grid_variants(args.methods, args.alpha, args.dropout, preset), ()
     noise = parse_numbers(args.noise, "--noise") if args.noise is not None else suite.noise
     seeds = parse_numbers(args.seeds, "--seeds", int) if args.seeds is not None else suite.seeds
     return replace(suite, base=base, variants=variants, by_noise=by_noise, noise=noise, seeds=seeds)
@@ -300,7 +310,8 @@ def _main(args, command: str, hooks: tuple[Hook, ...] = ()) -> int:
             state = "finished" if r.run_id in done else ("partial" if ckpt.exists() else "new")
             role = f" (black-box surrogate, seed {r.seed})" if any(
                 x.surrogate_seed is not None and surrogate_of(x) == r for x in runs) else ""
-            print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g} "
+            print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g}"
+                  f"{' ' + r.method_options if r.method_options else ''} "
                   f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}"
                   f"{partial_note(ckpt, r) if state == 'partial' else ''}")
         return 0
@@ -343,7 +354,8 @@ def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) ->
     t_suite = time.perf_counter()
     todo_runs = []
     for i, exp in enumerate(runs, 1):
-        tag = (f"[{i}/{len(runs)}] {exp.run_id} {exp.method} alpha={exp.alpha:g} dropout={exp.dropout:g} "
+        tag = (f"[{i}/{len(runs)}] {exp.run_id} {exp.method} alpha={exp.alpha:g}"
+               f"{' ' + exp.method_options if exp.method_options else ''} dropout={exp.dropout:g} "
                f"noise={exp.noise:g} seed={exp.seed}")
         if exp.run_id in todo:
             todo_runs.append((exp, tag))

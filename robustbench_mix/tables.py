@@ -22,6 +22,7 @@ from .results import (
     corrupted,
     corruption_parts,
     last_epoch,
+    method_options,
 )
 
 TABLES: Registry = Registry("table")
@@ -40,8 +41,8 @@ def tables_for(df: pd.DataFrame) -> list[str]:
 def _label_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Name each run's variant; black-box surrogates are auxiliary runs and are left out of the tables."""
     df = df[~df["preset"].str.endswith(SURROGATE_SUFFIX)]
-    return df.assign(variant=[run_label(m, a, d) for m, a, d in
-                              zip(df["method"], df["alpha"], df["dropout"], strict=True)])
+    return df.assign(variant=[run_label(m, a, d, o) for m, a, d, o in
+                              zip(df["method"], df["alpha"], df["dropout"], method_options(df), strict=True)])
 
 
 def _mean_std_md(table: pd.DataFrame, std: pd.DataFrame | None, title: str, note: str) -> str:

@@ -22,7 +22,7 @@ from .config import DEFAULT_OPTIONS, Experiment, RunOptions
 from .data import AUGMENTATIONS, Prepared
 from .errors import RunFailed
 from .evaluators import autocast_for, curve_rows, finish, prep
-from .methods import METHODS
+from .methods import method_for
 from .results import atomic_file, device_name
 from .speed import Speed
 
@@ -202,7 +202,8 @@ def fit(exp, data: Prepared, model: torch.nn.Module, *, run_dir: Path | None = N
     steps = n // bs  # the last partial batch is dropped: fixed shapes, as the paper's loader
     if steps < 1:
         raise RunFailed(f"batch size {bs} is larger than the training set ({n} examples)")
-    method, augment, speed = METHODS.get(exp.method), AUGMENTATIONS[data.augment], Speed(options, device)
+    method = method_for(exp, data.train_x.shape[-2:])  # its options and the image size bound
+    augment, speed = AUGMENTATIONS[data.augment], Speed(options, device)
     state = TrainState.new(exp, model, data, steps)
     ckpt = run_dir / CHECKPOINT if run_dir is not None else None
     if ckpt is not None and ckpt.exists():

@@ -230,7 +230,7 @@ def test_a_method_added_in_a_test_file_runs_through_the_suite_tables_and_report(
     monkeypatch.setitem(METHODS._items, "hflip", Method(flip_draw, flip_apply, uses_alpha=True, title="h-flip",
                                                         param="p"))
     out = tmp_path / "new"
-    assert main(["--out", str(out), *FAST, "--methods", "erm,hflip", "--alpha", "0.5", "--noise", "0"]) == 0
+    assert main(["--out", str(out), *FAST, "--methods", "erm,hflip:0.5", "--noise", "0"]) == 0
     df = load_runs(out / "runs.csv")
     assert set(df["method"]) == {"erm", "hflip"} and set(df[df["method"] == "hflip"]["alpha"]) == {0.5}
     assert "| hflip | 0.5 |" in (out / "summary.md").read_text()

@@ -4,8 +4,10 @@ returns the same long-form rows as the suite (so ``compare``, ``claims`` and ``r
 from __future__ import annotations
 
 import shlex
+import tempfile
 import warnings
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -15,7 +17,7 @@ from .corruptions import SOURCES, expand, load_standard
 from .data import ImageData, load, prepare
 from .errors import UsageError
 from .evaluators import corruption_rows, final_rows, finish
-from .results import device_name, git_rev, to_frame
+from .results import KEY, ResultsError, device_name, git_rev, load_runs, merge_run, to_frame
 from .userinput import (
     PROBE_IMAGES,
     check_batch_size,
@@ -115,7 +117,7 @@ def evaluate_experiment(model: torch.nn.Module, exp: Experiment, d: ImageData | 
     probe(net, x[:PROBE_IMAGES].to(dev), y)  # before any attack: the model takes these images, gives logits
     if d is None:
         rows = finish(corruption_rows(net, None, y.to(dev), (), batch_size, prefix=SOURCES[label][2],
-                                      stored=stored))
+                                      stored=stored, progress=progress is not False))
     else:
         prepared = prepare(d, 0.0, 0.0, exp.seed, dev)  # the test split is the same for every noise and seed
         rows = final_rows(net, prepared, exp, batch_size, progress=progress is not False)
@@ -123,3 +125,36 @@ def evaluate_experiment(model: torch.nn.Module, exp: Experiment, d: ImageData | 
     at = exp.epochs if epoch is None else epoch
     return to_frame(exp, [dict(r, epoch=at) for r in rows], device=device_name(dev), command=command, rev=git_rev(),
                     data_sha=d.fingerprint if d is not None else "")
+
+
+def save_runs(rows: pd.DataFrame, out_dir) -> Path:
+    """Add ``rows`` (from ``evaluate``) to ``out_dir/runs.csv``, where ``compare``, ``claims`` and ``report`` read
+    them, and return its path. Checked against the results contract first; written atomically under the results
+    lock, so the file never holds half a write. A run already in the file (same model name, data and settings)
+    is replaced, with a warning."""
+    if not isinstance(rows, pd.DataFrame):
+        raise UsageError(f"rows must be the DataFrame evaluate returned, got {type(rows).__name__}")
+    twice = rows[rows.duplicated(KEY)]
+    if len(twice):
+        r = twice.iloc[0]
+        raise UsageError(f"the rows hold run {r['run_id']} ({r['model']} on {r['dataset']}) twice: two models "
+                         "evaluated under one name? give each its own evaluate(..., name='user:NAME')")
+    with tempfile.TemporaryDirectory() as tmp:  # the contract's checks, before the real file is touched
+        check = Path(tmp) / "runs.csv"
+        rows.to_csv(check, index=False)
+        try:
+            load_runs(check)
+        except ResultsError as e:
+            raise UsageError(f"these rows do not follow the results contract: {str(e).replace(str(check), 'rows')}"
+                             ) from None
+    path = Path(out_dir) / "runs.csv"
+    if path.exists():
+        old = load_runs(path, strict=False)
+        again = old[old["run_id"].isin(set(rows["run_id"]))]
+        if len(again):
+            r = again.iloc[0]
+            warnings.warn(f"{path} already holds run {r['run_id']} ({r['model']} on {r['dataset']}, "
+                          f"{r['created_at']}); it is replaced. Another model? give it its own name=",
+                          stacklevel=2)
+    merge_run(path, rows)
+    return path

@@ -1,20 +1,30 @@
-"""The README's example: a model trained with plain PyTorch, evaluated by robustbench_mix.evaluate."""
+"""The README's example: a small CNN trained with plain PyTorch on the 8x8 digits, evaluated by
+robustbench_mix.evaluate, summed up by headline and saved where compare and report read it."""
+import sys
+
 import torch
 
 import robustbench_mix as rbm
 from robustbench_mix.data import load_digits
 
-d = load_digits(None)  # scikit-learn's 8x8 digits; any (images, labels) pair of tensors works too
+out = sys.argv[1] if len(sys.argv) > 1 else "results/own-cnn"  # where the rows are saved
+seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0  # the training's seed
+d = load_digits(None)  # scikit-learn's 8x8 digits: uint8 (N, 1, 8, 8) images and their labels
 x, y = d.train_x.float() / 255, d.train_y  # the model takes pixels in [0, 1]
-torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10))
-opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-for _ in range(300):  # full-batch training, a few seconds on a CPU
+torch.manual_seed(seed)
+model = torch.nn.Sequential(
+    torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+    torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(32 * 4 * 4, 10))
+opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+for _ in range(150):  # full-batch training, a few seconds on a CPU
     opt.zero_grad()
     torch.nn.functional.cross_entropy(model(x), y).backward()
     opt.step()
 
-rows = rbm.evaluate(model.eval(), "digits", attacks=("fgsm", "pgd"), eps=(2 / 255, 8 / 255), corruptions=("all",),
-                    name="user:mlp")
-acc = rows[(rows["metric"] == "acc") & ~rows["attack"].str.match(r"corrupt:\w+:\d")]
-print(acc[["attack", "eps_255", "value"]].to_string(index=False))
+# the test images as a DataLoader (tensors (images, labels), a Dataset or a data set name work too)
+test = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(d.test_x, d.test_y), batch_size=100)
+rows = rbm.evaluate(model.eval(), test, attacks=("fgsm", "pgd"), corruptions="all", name="user:cnn")
+print(rbm.headline(rows))
+checks = rbm.diagnostics(rows)
+print(checks[checks["attack"] == "check"][["metric", "value"]].to_string(index=False))
+print(rbm.save_runs(rows, out))

@@ -237,25 +237,25 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
 
 
 def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefix: str = "corrupt",
-                    stored: dict | None = None) -> list[dict]:
+                    stored: dict | None = None, progress: bool = False) -> list[dict]:
     """Accuracy under each common corruption at severities 1-5, as ``<prefix>:<name>:<severity>`` rows, and
     their mean as ``<prefix>:mean``. Computed on ``x_u8`` (corruptions.corrupt), or read from ``stored``
-    ({name: the five severities' images, stacked}, the CIFAR-10-C layout)."""
+    ({name: the five severities' images, stacked}, the CIFAR-10-C layout). ``progress``: a bar on a terminal."""
     from .corruptions import SEVERITIES, corrupt
 
     rows, accs = [], []
-    for name in (stored or names):
-        for s in SEVERITIES:
-            if stored is not None:
-                n = len(stored[name]) // len(SEVERITIES)
-                xs, ys = stored[name][(s - 1) * n:s * n].to(y.device), y[(s - 1) * n:s * n]
-            else:  # in chunks, each with its own generator: memory stays at one batch of corrupted images
-                xs = torch.cat([corrupt(x_u8[i:i + batch_size], name, s, seed * 1_000_003 + i)
-                                for i in range(0, len(x_u8), batch_size)])
-                ys = y
-            acc = (predict(model, xs, batch_size).argmax(1) == ys).float().mean()
-            accs.append(acc)
-            rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}", n=len(ys)))
+    jobs = [(name, s) for name in (stored or names) for s in SEVERITIES]
+    for name, s in tqdm(jobs, desc="corruptions", unit="corruption", leave=False, disable=None if progress else True):
+        if stored is not None:
+            n = len(stored[name]) // len(SEVERITIES)
+            xs, ys = stored[name][(s - 1) * n:s * n].to(y.device), y[(s - 1) * n:s * n]
+        else:  # in chunks, each with its own generator: memory stays at one batch of corrupted images
+            xs = torch.cat([corrupt(x_u8[i:i + batch_size], name, s, seed * 1_000_003 + i)
+                            for i in range(0, len(x_u8), batch_size)])
+            ys = y
+        acc = (predict(model, xs, batch_size).argmax(1) == ys).float().mean()
+        accs.append(acc)
+        rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}", n=len(ys)))
     if accs:
         rows.append(row("test", "acc", torch.stack(accs).mean(), f"{prefix}:mean", n=len(ys)))
     return rows
@@ -268,7 +268,8 @@ def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, prog
     if exp.noise > 0:  # the realized rate: the fraction of training labels that really changed
         rows.append(row("train", "noise_realized", data.corrupted.float().mean(), n=len(data.train_y)))
     if exp.corruptions:
-        rows += corruption_rows(model, data.test_x, data.test_y, exp.corruptions, batch_size, exp.seed)
+        rows += corruption_rows(model, data.test_x, data.test_y, exp.corruptions, batch_size, exp.seed,
+                                progress=progress)
     robust = robustness_rows(model, data, exp, batch_size, surrogate, progress)
     rows = finish(rows + robust)
     checked = robust[0]  # the checks are about the attacked images: acc_attacked_subset's

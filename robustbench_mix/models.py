@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import pickle
 import re
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -37,10 +39,17 @@ MIX_POINTS = {
 
 
 def build(name: str, *, in_shape: tuple[int, int, int], num_classes: int, mean, std,
-          dropout: float = 0.0) -> nn.Module:
+          dropout: float = 0.0, weights=None) -> nn.Module:
+    """The model ``name`` with the data's normalization as its first layer. ``weights`` (``tv:`` / ``timm:``
+    models only): a file holding the library model's own state_dict, or ``"pretrained"`` (the library's)."""
     family, _, arg = name.partition(":")
-    body = (FAMILIES[family].build(arg, in_shape, num_classes, dropout) if family in FAMILIES and arg
-            else MODELS.get(name)(in_shape=in_shape, num_classes=num_classes, dropout=dropout))
+    if family in FAMILIES and arg:
+        body = FAMILIES[family].build(arg, in_shape, num_classes, dropout, weights)
+    elif weights is not None:
+        raise UsageError(f"weights= is for tv:NAME and timm:NAME models; the weights of the suite's model {name} are "
+                         "evaluated with python -m robustbench_mix.checkpoint PATH")
+    else:
+        body = MODELS.get(name)(in_shape=in_shape, num_classes=num_classes, dropout=dropout)
     model = nn.Sequential(Normalize(mean, std), body)
     model.mix_points = MIX_POINTS.get(name, ())
     return model
@@ -157,12 +166,45 @@ class GreyToRGB(nn.Module):
         return x.expand(-1, 3, -1, -1)
 
 
-class Family:
-    """Models named ``PREFIX:NAME`` from another library's builders (randomly initialized, the class count from
-    the data); normalization stays the suite's first layer, as for its own models."""
+PRETRAINED = "pretrained"
 
-    def __init__(self, prefix: str, library: str, extra: str, names, make):
+
+def read_state_dict(path) -> dict:
+    """A state_dict file's tensors, never its pickled objects (unpickling can run code); the usual wrappings
+    ({'state_dict': ...}, {'model': ...}, DataParallel's 'module.' prefix) are taken off."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"weights {str(path)!r}: no such file (weights= takes a state_dict file or 'pretrained')")
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e):  # not a Python object the safe loader refused: not a torch file at all
+            raise UsageError(f"weights {path} are not a readable torch file (torch.load: unsupported content)"
+                             ) from None
+        raise UsageError(f"weights {path} were refused: loading them needs pickle (the file holds Python objects, "
+                         "and unpickling can run any code in it); save them with torch.save(model.state_dict(), "
+                         "PATH)") from None
+    except Exception as e:  # not a torch file: truncated, another format
+        raise UsageError(f"weights {path} are not a readable torch file ({e.__class__.__name__})") from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict) and not torch.is_tensor(sd[key]):
+            sd = sd[key]
+            break
+    if not isinstance(sd, dict) or not sd or not all(torch.is_tensor(v) for v in sd.values()):
+        raise UsageError(f"weights {path} hold no state_dict (a dict of tensors, torch.save(model.state_dict(), "
+                         "PATH))")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k.removeprefix("module."): v for k, v in sd.items()}
+    return sd
+
+
+class Family:
+    """Models named ``PREFIX:NAME`` from another library's builders (the class count from the data, randomly
+    initialized unless weights are given); normalization stays the suite's first layer, as for its own models."""
+
+    def __init__(self, prefix: str, library: str, extra: str, names, make, pretrained, grey_to_rgb: bool):
         self.prefix, self.library, self.extra, self._names, self._make = prefix, library, extra, names, make
+        self._pretrained, self.grey_to_rgb = pretrained, grey_to_rgb
 
     def names(self) -> list[str]:
         try:
@@ -176,9 +218,40 @@ class Family:
         if arg not in known:
             raise UsageError(unknown(f"{self.library} model", arg, known))
 
-    def build(self, arg: str, in_shape, num_classes: int, dropout: float) -> nn.Module:
+    def pretrained(self, arg: str, in_shape, num_classes: int | None) -> tuple[nn.Module, tuple, tuple]:
+        """The library's pretrained model and its normalization (mean, std); its class count must be the data's
+        (a new head would be untrained). Downloaded by the library, so it needs the network once."""
         self.check(arg)
-        return self._make(arg, in_shape, num_classes, dropout)
+        classes, load = self._pretrained(arg, in_shape)
+        if num_classes is not None and classes != num_classes:
+            raise UsageError(f"the pretrained {self.prefix}:{arg} has {classes} classes and the data {num_classes}: "
+                             "its head does not fit. Fine-tune it, then give the file: weights=PATH")
+        try:
+            return load()
+        except UsageError:
+            raise
+        except Exception as e:  # the download: URLError, HTTPError, huggingface_hub's errors
+            raise UsageError(f"could not get the pretrained weights of {self.prefix}:{arg} from {self.library} "
+                             f"({e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}); offline? "
+                             "download them where there is a network and give the file: weights=PATH") from None
+
+    def build(self, arg: str, in_shape, num_classes: int, dropout: float, weights=None) -> nn.Module:
+        if weights == PRETRAINED:
+            if dropout:
+                raise UsageError(f"dropout {dropout:g} with pretrained {self.prefix}:{arg}: use --dropout 0")
+            body = self.pretrained(arg, in_shape, num_classes)[0]
+        else:
+            self.check(arg)
+            body = self._make(arg, in_shape, num_classes, dropout)
+            if weights is not None:
+                sd = read_state_dict(weights)
+                try:
+                    body.load_state_dict(sd)
+                except RuntimeError as e:
+                    detail = " ".join(line.strip() for line in str(e).splitlines()[1:3])
+                    raise UsageError(f"weights {weights} do not fit {self.prefix}:{arg} with {num_classes} classes "
+                                     f"and {in_shape[0]} channel(s): {detail}") from None
+        return nn.Sequential(GreyToRGB(), body) if self.grey_to_rgb and in_shape[0] == 1 else body
 
 
 def _tv_names() -> list[str]:
@@ -193,8 +266,16 @@ def _tv_make(arg, in_shape, num_classes, dropout):
     if dropout:
         raise UsageError(f"dropout {dropout:g} with model tv:{arg}: torchvision's builders set their own dropout; "
                          "use --dropout 0")
-    body = torchvision.models.get_model(arg, weights=None, num_classes=num_classes)
-    return nn.Sequential(GreyToRGB(), body) if in_shape[0] == 1 else body
+    return torchvision.models.get_model(arg, weights=None, num_classes=num_classes)
+
+
+def _tv_pretrained(arg, in_shape):
+    import torchvision
+
+    w = torchvision.models.get_model_weights(arg).DEFAULT
+    t = w.transforms()
+    return len(w.meta["categories"]), lambda: (torchvision.models.get_model(arg, weights=w), tuple(t.mean),
+                                               tuple(t.std))
 
 
 def _timm_names() -> list[str]:
@@ -203,19 +284,64 @@ def _timm_names() -> list[str]:
     return timm.list_models()
 
 
+def _timm_kwargs(arg, in_shape) -> dict:
+    return {"in_chans": in_shape[0], **({"img_size": in_shape[1:]} if "vit" in arg or "deit" in arg else {})}
+
+
 def _timm_make(arg, in_shape, num_classes, dropout):
     import timm
 
-    kw = {"img_size": in_shape[1:]} if "vit" in arg or "deit" in arg else {}
-    return timm.create_model(arg, pretrained=False, num_classes=num_classes, in_chans=in_shape[0],
-                             drop_rate=dropout, **kw)
+    return timm.create_model(arg, pretrained=False, num_classes=num_classes, drop_rate=dropout,
+                             **_timm_kwargs(arg, in_shape))
+
+
+def _timm_pretrained(arg, in_shape):
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(arg)
+    if cfg is None:
+        raise UsageError(f"timm has no pretrained weights for timm:{arg}")
+
+    def load():
+        m = timm.create_model(arg, pretrained=True, **_timm_kwargs(arg, in_shape))
+        return m, tuple(m.pretrained_cfg["mean"]), tuple(m.pretrained_cfg["std"])
+
+    return cfg.num_classes, load
 
 
 FAMILIES = {
-    "tv": Family("tv", "torchvision", "it is a dependency of this package", _tv_names, _tv_make),
+    "tv": Family("tv", "torchvision", "it is a dependency of this package", _tv_names, _tv_make, _tv_pretrained,
+                 grey_to_rgb=True),
     "timm": Family("timm", "timm", "pip install 'robustbench_mix[timm]' (or pip install timm)", _timm_names,
-                   _timm_make),
+                   _timm_make, _timm_pretrained, grey_to_rgb=False),  # timm takes in_chans
 }
+
+
+def build_model(name: str, *, num_classes: int | None = None, in_shape: tuple[int, int, int] = (3, 224, 224),
+                weights=None, normalize: tuple | None = None) -> nn.Module:
+    """A torchvision (``tv:NAME``) or timm (``timm:NAME``) model for ``evaluate``, taking pixels in [0, 1].
+
+    ``weights``: None (random initialization), the path of a file holding the library model's own state_dict
+    (``torch.save(model.state_dict(), PATH)`` of a torchvision / timm model built with ``num_classes``), or
+    ``"pretrained"``: the library's default pretrained weights (downloaded by the library; their class count,
+    e.g. ImageNet's 1,000, and their normalization come with them). ``in_shape``: (channels, height, width) of
+    the images (a grey image is repeated to three channels for torchvision). ``normalize=(mean, std)`` puts that
+    normalization in front (or give it to ``evaluate``)."""
+    family, _, arg = name.partition(":")
+    if family not in FAMILIES or not arg:
+        raise UsageError(f"build_model takes tv:NAME or timm:NAME, got {name!r}; the suite's own models are built by "
+                         "the suite (and a checkpoint of one evaluated with python -m robustbench_mix.checkpoint)")
+    fam = FAMILIES[family]
+    if weights == PRETRAINED:
+        body, mean, std = fam.pretrained(arg, in_shape, num_classes)
+        if fam.grey_to_rgb and in_shape[0] == 1:
+            body = nn.Sequential(GreyToRGB(), body)
+        normalize = normalize or (mean, std)
+    else:
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise UsageError(f"num_classes {num_classes!r}: give the number of classes the model outputs (>= 2)")
+        body = fam.build(arg, tuple(in_shape), num_classes, 0.0, weights)
+    return nn.Sequential(Normalize(*normalize), body) if normalize is not None else body
 
 
 def check_model_name(name: str) -> None:

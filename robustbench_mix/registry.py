@@ -40,8 +40,15 @@ class Registry(Generic[T]):
         return self._items[name]
 
 
+LISTED = 100  # longer lists (timm's 1,000+ models) are not printed whole: the closest names are
+
+
 def unknown(kind: str, name: str, known: list[str]) -> str:
-    """'unknown model 'cnnn'; known: cnn, mlp (did you mean 'cnn'?)'"""
+    """'unknown model 'cnnn'; known: cnn, mlp (did you mean 'cnn'?)'; of a long list, the closest few only."""
+    if len(known) > LISTED:
+        close = difflib.get_close_matches(str(name), known, n=5, cutoff=0.5)
+        near = f"closest: {', '.join(close)}" if close else "no close name"
+        return f"unknown {kind} {name!r}; {near} (of {len(known)} known)"
     msg = f"unknown {kind} {name!r}; known: {', '.join(known)}"
     close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
     if close:

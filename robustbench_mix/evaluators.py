@@ -219,12 +219,14 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
 
 def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefix: str = "corrupt",
                     stored: dict | None = None) -> list[dict]:
-    """Accuracy under each common corruption at severities 1-5, as ``<prefix>:<name>:<severity>`` rows, and
-    their mean as ``<prefix>:mean``. Computed on ``x_u8`` (corruptions.corrupt), or read from ``stored``
-    ({name: the five severities' images, stacked}, the CIFAR-10-C layout)."""
-    from .corruptions import SEVERITIES, corrupt
+    """Accuracy under each common corruption at severities 1-5, as ``<prefix>:<name>:<severity>`` rows; the mean
+    over the 15 benchmark corruptions evaluated as ``<prefix>:mean`` and over the extra ones (speckle_noise,
+    gaussian_blur, spatter, saturate) as ``<prefix>:extras:mean`` (never in ``:mean``). Computed on ``x_u8``
+    (corruptions.corrupt), or read from ``stored`` ({name: the five severities' images, stacked}, the CIFAR-10-C
+    layout)."""
+    from .corruptions import EXTRA_CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS, corrupt
 
-    rows, accs = [], []
+    rows, accs = [], {}
     for name in (stored or names):
         for s in SEVERITIES:
             if stored is not None:
@@ -235,10 +237,12 @@ def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefi
                                 for i in range(0, len(x_u8), batch_size)])
                 ys = y
             acc = (predict(model, xs, batch_size).argmax(1) == ys).float().mean()
-            accs.append(acc)
+            accs.setdefault(name, []).append(acc)
             rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}"))
-    if accs:
-        rows.append(row("test", "acc", torch.stack(accs).mean(), f"{prefix}:mean"))
+    for group, label in ((STANDARD_CORRUPTIONS, "mean"), (EXTRA_CORRUPTIONS, "extras:mean")):
+        members = [a for name in group for a in accs.get(name, [])]
+        if members:
+            rows.append(row("test", "acc", torch.stack(members).mean(), f"{prefix}:{label}"))
     return rows
 
 

@@ -86,8 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--attacks", help="attacks, e.g. fgsm,pgd,ifgsm, autoattack (the standard AutoAttack, extra [autoattack]; "
       "far costlier than PGD on the points that survive its first attack) or ta:NAME (torchattacks)")
     a("--corruptions", help="common corruptions computed on the test set at severities 1-5, e.g. "
-      f"gaussian_noise,contrast or all ({', '.join(CORRUPTIONS)}); accuracy per corruption and severity and "
-      "their mean (labelled computed, not CIFAR-10-C)")
+      f"gaussian_noise,contrast, all (CIFAR-10-C's 15) or extras (its 4 extra ones); known: {', '.join(CORRUPTIONS)}; "
+      "accuracy per corruption and severity, the mean over the 15 (labelled computed, not CIFAR-10-C)")
     a("--eps", help="epsilons in /255 units, e.g. 2/255,8/255")
     a("--attack-steps", type=int, help="steps of the iterative attacks (default 10)")
     a("--attack-step-size", type=float, help="step size in /255 units (default 2.5*eps/steps)")

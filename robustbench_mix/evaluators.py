@@ -238,12 +238,14 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
 
 def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefix: str = "corrupt",
                     stored: dict | None = None, progress: bool = False) -> list[dict]:
-    """Accuracy under each common corruption at severities 1-5, as ``<prefix>:<name>:<severity>`` rows, and
-    their mean as ``<prefix>:mean``. Computed on ``x_u8`` (corruptions.corrupt), or read from ``stored``
-    ({name: the five severities' images, stacked}, the CIFAR-10-C layout). ``progress``: a bar on a terminal."""
-    from .corruptions import SEVERITIES, corrupt
+    """Accuracy under each common corruption at severities 1-5, as ``<prefix>:<name>:<severity>`` rows; the mean
+    over the 15 benchmark corruptions evaluated as ``<prefix>:mean`` and over the extra ones (speckle_noise,
+    gaussian_blur, spatter, saturate) as ``<prefix>:extras:mean`` (never in ``:mean``). Computed on ``x_u8``
+    (corruptions.corrupt), or read from ``stored`` ({name: the five severities' images, stacked}, the CIFAR-10-C
+    layout). ``progress``: a bar on a terminal."""
+    from .corruptions import EXTRA_CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS, corrupt
 
-    rows, accs = [], []
+    rows, accs, n_img = [], {}, 0
     jobs = [(name, s) for name in (stored or names) for s in SEVERITIES]
     for name, s in tqdm(jobs, desc="corruptions", unit="corruption", leave=False, disable=None if progress else True):
         if stored is not None:
@@ -254,10 +256,13 @@ def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefi
                             for i in range(0, len(x_u8), batch_size)])
             ys = y
         acc = (predict(model, xs, batch_size).argmax(1) == ys).float().mean()
-        accs.append(acc)
-        rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}", n=len(ys)))
-    if accs:
-        rows.append(row("test", "acc", torch.stack(accs).mean(), f"{prefix}:mean", n=len(ys)))
+        accs.setdefault(name, []).append(acc)
+        n_img = len(ys)
+        rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}", n=n_img))
+    for group, label in ((STANDARD_CORRUPTIONS, "mean"), (EXTRA_CORRUPTIONS, "extras:mean")):
+        members = [a for name in group for a in accs.get(name, [])]
+        if members:  # n_eval: the images of each corrupted set the mean is over
+            rows.append(row("test", "acc", torch.stack(members).mean(), f"{prefix}:{label}", n=n_img))
     return rows
 
 

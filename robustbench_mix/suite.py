@@ -92,8 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--attacks", help="attacks, e.g. fgsm,pgd,ifgsm, autoattack (the standard AutoAttack, extra [autoattack]; "
       "far costlier than PGD on the points that survive its first attack) or ta:NAME (torchattacks)")
     a("--corruptions", help="common corruptions computed on the test set at severities 1-5, e.g. "
-      f"gaussian_noise,contrast or all ({', '.join(CORRUPTIONS)}); accuracy per corruption and severity and "
-      "their mean (labelled computed, not CIFAR-10-C)")
+      f"gaussian_noise,contrast, all (CIFAR-10-C's 15) or extras (its 4 extra ones); known: {', '.join(CORRUPTIONS)}; "
+      "accuracy per corruption and severity, the mean over the 15 (labelled computed, not CIFAR-10-C)")
     a("--eps", help="epsilons in /255 units: 2/255,8/255 or 2,8 (a bare number below 1, such as 0.03, is "
       "refused as ambiguous; write 7.65/255). Results write eps as a fraction (0.031373) and eps_255 (8)")
     a("--attack-steps", type=int, help="steps of the iterative attacks (default 10)")

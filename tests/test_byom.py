@@ -8,10 +8,7 @@ import torch
 
 import robustbench_mix as rbm
 from robustbench_mix.checkpoint import main as checkpoint_main
-from robustbench_mix.corruptions import CORRUPTIONS, corrupt
 from robustbench_mix.data import load_digits
-from robustbench_mix.errors import UsageError
-from robustbench_mix.evaluators import predict
 from robustbench_mix.results import load_runs
 from robustbench_mix.suite import main as suite_main
 
@@ -133,41 +130,6 @@ def test_autoattack_is_at_most_pgds_accuracy(trained):
     assert acc["autoattack"] <= acc["pgd"] and acc["pgd"] < 0.9  # a real attack at this epsilon
 
 
-def test_corruption_severity_zero_is_clean_and_accuracy_falls_with_severity(trained):
-    model, p = trained
-    x, y = p.test_x, p.test_y
-    clean = (predict(model, x, 500).argmax(1) == y).float().mean().item()
-    accs = []
-    for name in CORRUPTIONS:
-        assert torch.equal(corrupt(x, name, 0), x)
-        distortion = [(corrupt(x, name, s).float() - x.float()).abs().mean().item() for s in range(6)]
-        assert all(a < b for a, b in zip(distortion, distortion[1:], strict=False)), (name, distortion)
-        accs.append([(predict(model, corrupt(x, name, s), 500).argmax(1) == y).float().mean().item()
-                     for s in range(6)])
-    assert all(a[0] == clean for a in accs)
-    mean = np.mean(accs, axis=0)  # over the corruptions; single noise corruptions barely move 8x8 digits
-    assert all(a > b for a, b in zip(mean, mean[1:], strict=False)), mean
-    assert corrupt(x, "gaussian_noise", 3, seed=1).dtype == torch.uint8
-    assert torch.equal(corrupt(x, "gaussian_noise", 3, seed=1), corrupt(x, "gaussian_noise", 3, seed=1))
-
-
-def test_a_fake_cifar10c_directory_loads_and_evaluates(tmp_path):
-    folder = tmp_path / "CIFAR-10-C"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    n = 4  # images per severity
-    np.save(folder / "labels.npy", np.tile(np.arange(n) % 10, 5).astype(np.uint8))
-    for name in ("gaussian_noise", "fog"):
-        np.save(folder / f"{name}.npy", rng.integers(0, 256, (5 * n, 32, 32, 3), dtype=np.uint8))
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
-    df = rbm.evaluate(model, "cifar10c", data_dir=str(tmp_path))
-    assert sorted(df["attack"].unique())[:3] == ["c10c:fog:1", "c10c:fog:2", "c10c:fog:3"]
-    assert len(df[df["attack"].str.match(r"c10c:\w+:\d")]) == 10 and (df["attack"] == "c10c:mean").sum() == 1
-    mean = df[df["attack"] == "c10c:mean"]["value"].item()
-    assert mean == pytest.approx(df[df["attack"].str.match(r"c10c:\w+:\d")]["value"].mean())
-    with pytest.raises(UsageError, match="CIFAR-100-C not found.*labels.npy.*zenodo"):
-        rbm.evaluate(model, "cifar100c", data_dir=str(tmp_path))
 
 
 def _stop_after_first_epoch(epoch, model):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
 from .base import clipped_zoom, corruption, gaussian, motion_blur_u8
 from .cv import cv2
 
-FROST_FILES = ("frost1.png", "frost2.png", "frost3.png", "frost4.jpg", "frost5.jpg", "frost6.jpg")
+FROST_NPZ = Path(__file__).with_name("frost.npz")
 
 
 def plasma_fractal(n: int, rng, mapsize: int = 32, wibbledecay: float = 3) -> np.ndarray:
@@ -59,20 +57,14 @@ def fog_from_fractal(x, c, fractal):
 
 
 @cache
+@cache
 def frost_images() -> tuple[np.ndarray, ...]:
-    """The generator's six frost photographs (RGB), reduced to a fifth as it does (cv2.resize by 0.2). They come
-    from the ``imagecorruptions`` package (Apache-2.0), located without importing it."""
-    spec = importlib.util.find_spec("imagecorruptions")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "frost" if spec else None
-    if folder is None or not all((folder / f).is_file() for f in FROST_FILES):
-        raise UsageError("corruption frost needs the generator's frost images, which the imagecorruptions package "
-                         "(Apache-2.0) ships: pip install --no-deps imagecorruptions (its own dependencies would "
-                         "add opencv-python beside opencv-python-headless)")
-    out = []
-    for f in FROST_FILES:
-        img = cv2().imread(str(folder / f))
-        out.append(cv2().resize(img, (0, 0), fx=0.2, fy=0.2)[..., [2, 1, 0]])
-    return tuple(out)
+    """The generator's six frost photographs (RGB), reduced to a fifth as it reduces them (cv2.resize by 0.2),
+    stored in ``frost.npz`` beside this file: made from the photographs of the generator's repository
+    (hendrycks/robustness, Apache-2.0) as the ``imagecorruptions`` package (Apache-2.0) ships them, by
+    ``cv2.resize(cv2.imread(f), (0, 0), fx=0.2, fy=0.2)[..., ::-1]`` with OpenCV 5.0."""
+    with np.load(FROST_NPZ) as z:
+        return tuple(z[f"frost{i}"] for i in range(1, 7))
 
 
 @corruption("frost", ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)), colour=True)

@@ -478,6 +478,8 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
         return "(no finished runs)\n"
     varying = [c for c in summary.columns[:summary.columns.get_loc("n_seeds")]
                if not c.endswith((" mean", " std")) and summary[c].nunique() > 1] or ["method"]
+    if (summary["method"] == "external").any() and "model" not in varying:  # your own model: say which one
+        varying = ["model", *varying]
     names = [c[:-5] for c in summary.columns if c.endswith(" mean")]
     if not full:
         names = [n for n in names if "top5" not in n and n != "train_clean acc" and not n.startswith("bb:")]

@@ -175,3 +175,12 @@ def test_results_without_the_new_columns_still_load(tmp_path):
     assert df["n_eval"].isna().all() and (df["eval_subset"] == "").all()
     e = df[df["eps"] > 0]
     np.testing.assert_allclose(e["eps_255"], (e["eps"] * 255).round(3))
+
+
+def test_a_single_external_model_is_named_in_the_summary(linear_model, small_digits):
+    from robustbench_mix.results import summarize, summary_markdown
+
+    df = rbm.evaluate(linear_model, (small_digits.test_x, small_digits.test_y), attacks=("fgsm",), eps=(8 / 255,),
+                      check_eps=0, name="user:linear64")
+    md = summary_markdown(summarize(df))
+    assert "| model |" in md and "user:linear64" in md  # not 'method external' alone

@@ -325,7 +325,9 @@ def _main(args, command: str, hooks: tuple[Hook, ...] = ()) -> int:
 def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) -> int:
     runs_csv, failures_csv = out / "runs.csv", out / "failures.csv"
     executor.connect(runs)  # Ray: join or start it now, so a bad --address fails before any data or training
-    datasets = {spec: load(spec, args.data_dir) for spec in dict.fromkeys(r.dataset for r in runs)}
+    specs = list(dict.fromkeys(r.dataset for r in runs))
+    print(f"{suite.name}: {len(runs)} run(s) into {out}/; loading {', '.join(specs)}", file=sys.stderr, flush=True)
+    datasets = {spec: load(spec, args.data_dir) for spec in specs}
     for r in runs:
         check_sizes(r, datasets[r.dataset])
     for model, spec in dict.fromkeys((r.model, r.dataset) for r in runs):
@@ -361,6 +363,8 @@ def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) ->
             todo_runs.append((exp, tag))
         else:
             print(f"{tag}: finished earlier, skipped (--force reruns)", file=sys.stderr)
+    print(f"training {len(todo_runs)} run(s), {len(runs) - len(todo_runs)} finished earlier; a line per finished run "
+          "follows", file=sys.stderr, flush=True)
     recorder = Recorder(out, len(todo_runs), progress=options.progress and args.executor != "local")
     try:
         executor.run(todo_runs, datasets, job, recorder)

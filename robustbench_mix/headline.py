@@ -94,7 +94,10 @@ def _run(run: pd.DataFrame) -> dict:
         if n is None:  # before the n_eval column: the run's attack_samples (0: the whole test set)
             n = json.loads(run["config"].iloc[0]).get("attack_samples") if "config" in run else None
             n = {0: "all", None: "unknown"}.get(n, n)
-        out["attacked"] = n
+        subsets = set(attacked["eval_subset"]) if "eval_subset" in attacked else set()
+        stratified = [x for x in subsets if str(x).startswith("stratified:")]
+        # a subset says which: class-stratified, and its fingerprint (the same images for every run on the data)
+        out["attacked"] = f"{n} stratified ({stratified[0].removeprefix('stratified:')})" if stratified else n
         subset = run[run["metric"] == "acc_attacked_subset"]
         if len(subset) and n != "all" and n != out.get("images"):
             out["clean on attacked"] = subset["value"].iloc[0]

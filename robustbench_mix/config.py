@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, fields, replace
 
 from .errors import UsageError
@@ -16,7 +17,7 @@ SCHEDULES = ("step", "cosine", "constant")
 NOT_HASHED = {"preset", "device"}
 # Fields added after results were first published, with their default: they enter the hash only when set to
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
-ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": ()}
+ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "eval_seed": None, "weights": ""}
 PRECISIONS = ("fp32", "bf16")
 SEED_LIMIT = 2**32
 
@@ -51,11 +52,24 @@ class Experiment:
     surrogate_seed: int | None = None  # black-box: transfer attacks from an ERM twin trained with this seed
     attack_precision: str = "fp32"  # bf16 runs attacks and their evaluation under bf16 autocast
     corruptions: tuple[str, ...] = ()  # computed common corruptions at severities 1-5 (corruptions.py)
+    # Evaluations of saved weights (the checkpoint command). ``eval_seed``: the seed of the attacks' random
+    # starts and the computed corruptions when it is not the training seed; it is a field of its own (in the id
+    # and the configuration) so that evaluations of one model never pose as training seeds. ``weights``: where
+    # the evaluated weights come from when the suite did not train them in this run: "checkpoint" (the run's
+    # suite checkpoint, its config read from inside it) or "sha256:<16 hex>" (a plain state_dict, which has no
+    # config: its tensors are its identity, so two files never share a run id).
+    eval_seed: int | None = None
+    weights: str = ""
     device: str = "auto"
 
     @property
     def run_id(self) -> str:
         return config_hash(self)
+
+    @property
+    def evaluation_seed(self) -> int:
+        """The seed of the attacks' random starts and the computed corruptions."""
+        return self.seed if self.eval_seed is None else self.eval_seed
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -191,6 +205,10 @@ def validate(exp: Experiment) -> None:
         (0 <= exp.check_eps <= 255, f"check epsilon {fmt_eps(exp.check_eps)} is outside [0, 255/255]"),
         (0 <= exp.seed < SEED_LIMIT, f"seed {exp.seed} is outside [0, 2**32): seeds are non-negative 32-bit "
                                      "integers (numpy's and torch's generators take them)"),
+        (exp.eval_seed is None or 0 <= exp.eval_seed < SEED_LIMIT,
+         f"evaluation seed {exp.eval_seed} is outside [0, 2**32): seeds are non-negative 32-bit integers"),
+        (exp.weights in ("", "checkpoint") or re.fullmatch(r"sha256:[0-9a-f]{16}", exp.weights) is not None,
+         f"weights {exp.weights!r} is not '', 'checkpoint' or 'sha256:' and 16 hex digits"),
         (exp.surrogate_seed is None or 0 <= exp.surrogate_seed < SEED_LIMIT,
          f"surrogate seed {exp.surrogate_seed} is outside [0, 2**32): seeds are non-negative 32-bit integers"),
         (exp.surrogate_seed is None or exp.surrogate_seed != exp.seed,

@@ -196,8 +196,13 @@ def check_sizes(exp: Experiment, data: ImageData) -> None:
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what schedulers and `timeout` send), handled like Ctrl-C: the same clean stop and message."""
 
+    # set by the handler too: Ray's wait turns an exception raised in a signal handler into a plain
+    # KeyboardInterrupt, which must still end as a SIGTERM does
+    received = False
+
 
 def _terminate(signum, frame):
+    Terminated.received = True
     raise Terminated()
 
 
@@ -207,16 +212,18 @@ def main(argv: list[str] | None = None, *, hooks: tuple[Hook, ...] = ()) -> int:
     args = build_parser().parse_args(argv)
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    Terminated.received = False
     try:
         return _main(args, "python -m robustbench_mix.suite " + shlex.join(argv), hooks)
     except (UsageError, ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"\n{'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'}: finished runs are in "
+        term = isinstance(e, Terminated) or Terminated.received
+        print(f"\n{'terminated (SIGTERM)' if term else 'interrupted'}: finished runs are in "
               "runs.csv and the current one has its last checkpoint; run the same command again to resume",
               file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return 143 if term else 130
     except BrokenPipeError:  # e.g. --dry-run | head: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -298,8 +298,8 @@ class RayExecutor:
         m = _ADDRESS.fullmatch(self.address)
         if m:  # fail in seconds, naming the address, rather than after Ray's long reconnect loop
             probe_ray_head(self.address, m["host"].strip("[]"), int(m["port"]))
-            # Ray retries a GCS that does not answer about once a second for this long, each try waiting for
-            # its RPC timeouts: bounded, where its default is many minutes
+            # Ray retries a GCS that does not answer this many times, each try waiting about 40 s for its RPC
+            # timeouts: a silent server fails the join after about 2 minutes (measured), not many minutes
             os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "3")
         sigterm = signal.getsignal(signal.SIGTERM)
         try:

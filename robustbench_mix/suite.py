@@ -300,24 +300,23 @@ def local_datasets(specs, data_dir: str) -> tuple[dict[str, ImageData], list[str
 def refusals(runs: list[Experiment], datasets: dict[str, ImageData]) -> dict[str, str]:
     """run id -> why the real run refuses it before training (sizes against the data, a model that cannot take
     its images), for the runs whose data are in ``datasets``; the same checks as the real run's."""
+    unfit = {}
+    for model, spec in dict.fromkeys((r.model, r.dataset) for r in runs if r.dataset in datasets):
+        try:
+            check_input(model, datasets[spec].shape, datasets[spec].num_classes)
+        except UsageError as e:
+            unfit[(model, spec)] = str(e)
     out: dict[str, str] = {}
-    unfit: dict[tuple[str, str], str] = {}
     for r in runs:
         if r.dataset not in datasets:
             continue
-        d = datasets[r.dataset]
         try:
-            check_sizes(r, d)
-            if (r.model, r.dataset) not in unfit:
-                try:
-                    check_input(r.model, d.shape, d.num_classes)
-                    unfit[(r.model, r.dataset)] = ""
-                except UsageError as e:
-                    unfit[(r.model, r.dataset)] = str(e)
-            if unfit[(r.model, r.dataset)]:
-                raise UsageError(unfit[(r.model, r.dataset)])
+            check_sizes(r, datasets[r.dataset])
         except UsageError as e:
             out[r.run_id] = str(e)
+            continue
+        if (r.model, r.dataset) in unfit:
+            out[r.run_id] = unfit[(r.model, r.dataset)]
     return out
 
 

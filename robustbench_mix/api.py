@@ -79,6 +79,9 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
     at severities 1-5. ``attack_samples`` 0 (the default, as RobustBench's ``benchmark``) attacks
     every test image; N attacks a class-stratified sample of N that is the same for every model on that test
     set (rows say so in ``n_eval`` and ``eval_subset``).
+    ``seed`` seeds the attacks' random starts and the computed corruptions; it is recorded as the evaluation's
+    seed (``eval_seed`` in the config), never in the ``seed`` column, which counts training seeds: evaluating one
+    model with three seeds is not three models.
     ``name`` labels the model in the ``model`` column (``user:...``, ``tv:...`` or ``timm:...``): give each model
     its own, since runs are told apart by it. ``progress``: tqdm bars on a terminal (None, the default, or True);
     False for none. Everything is checked before anything runs (a forward of two images must give float logits
@@ -96,7 +99,7 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
                      else eps_from_fraction(attack_step_size, "attack_step_size"),
                      attack_restarts=attack_restarts, check_eps=eps_from_fraction(check_eps, "check_eps"),
                      attack_precision=attack_precision,
-                     corruptions=expand(tuple(corruptions)), seed=seed)
+                     corruptions=expand(tuple(corruptions)), seed=0, eval_seed=seed or None)
     return evaluate_experiment(model, exp, d, normalize=normalize, batch_size=batch_size, device=device,
                                data_dir=data_dir, progress=progress)
 

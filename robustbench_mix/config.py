@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from dataclasses import dataclass, fields, replace
 
 from .errors import UsageError
@@ -17,7 +18,7 @@ SCHEDULES = ("step", "cosine", "constant")
 NOT_HASHED = {"preset", "device"}
 # Fields added after results were first published, with their default: they enter the hash only when set to
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
-ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options": ""}
+ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options": "", "eval_seed": None, "weights": ""}
 # The same for a method's options (Experiment.method_options): an option added to a method whose runs were already
 # published, with the value that computes as those runs did, is left out of the hash at that value. An option
 # without such a value came with a change of the method's computation (CutMix's prob came with the reference's
@@ -63,6 +64,14 @@ class Experiment:
     corruptions: tuple[str, ...] = ()  # computed common corruptions at severities 1-5 (corruptions.py)
     # the method's named options besides alpha, all spelled out ('prob=0.5'; '' for methods without any)
     method_options: str = ""
+    # Evaluations of saved weights (the checkpoint command). ``eval_seed``: the seed of the attacks' random
+    # starts and the computed corruptions when it is not the training seed; it is a field of its own (in the id
+    # and the configuration) so that evaluations of one model never pose as training seeds. ``weights``: where
+    # the evaluated weights come from when the suite did not train them in this run: "checkpoint" (the run's
+    # suite checkpoint, its config read from inside it) or "sha256:<16 hex>" (a plain state_dict, which has no
+    # config: its tensors are its identity, so two files never share a run id).
+    eval_seed: int | None = None
+    weights: str = ""
     device: str = "auto"
 
     def __post_init__(self):
@@ -74,6 +83,11 @@ class Experiment:
     @property
     def run_id(self) -> str:
         return config_hash(self)
+
+    @property
+    def evaluation_seed(self) -> int:
+        """The seed of the attacks' random starts and the computed corruptions."""
+        return self.seed if self.eval_seed is None else self.eval_seed
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -269,6 +283,10 @@ def validate(exp: Experiment) -> None:
         (0 <= exp.check_eps <= 255, f"check epsilon {fmt_eps(exp.check_eps)} is outside [0, 255/255]"),
         (0 <= exp.seed < SEED_LIMIT, f"seed {exp.seed} is outside [0, 2**32): seeds are non-negative 32-bit "
                                      "integers (numpy's and torch's generators take them)"),
+        (exp.eval_seed is None or 0 <= exp.eval_seed < SEED_LIMIT,
+         f"evaluation seed {exp.eval_seed} is outside [0, 2**32): seeds are non-negative 32-bit integers"),
+        (exp.weights in ("", "checkpoint") or re.fullmatch(r"sha256:[0-9a-f]{16}", exp.weights) is not None,
+         f"weights {exp.weights!r} is not '', 'checkpoint' or 'sha256:' and 16 hex digits"),
         (exp.surrogate_seed is None or 0 <= exp.surrogate_seed < SEED_LIMIT,
          f"surrogate seed {exp.surrogate_seed} is outside [0, 2**32): seeds are non-negative 32-bit integers"),
         (exp.surrogate_seed is None or exp.surrogate_seed != exp.seed,

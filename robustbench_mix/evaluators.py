@@ -205,7 +205,7 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
     x, y, subset = attacked_images(data, exp)
     n = len(y)
     nc = data.num_classes
-    kw = dict(steps=exp.attack_steps, step_size=exp.attack_step_size, batch_size=batch_size, seed=exp.seed,
+    kw = dict(steps=exp.attack_steps, step_size=exp.attack_step_size, batch_size=batch_size, seed=exp.evaluation_seed,
               precision=exp.attack_precision)
     # at the attacks' precision: on CUDA clean evaluation runs in bf16, which flips a few predictions
     # against fp32 and would fail the exact eps-0 check for no fault of the attack
@@ -273,7 +273,7 @@ def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, prog
     if exp.noise > 0:  # the realized rate: the fraction of training labels that really changed
         rows.append(row("train", "noise_realized", data.corrupted.float().mean(), n=len(data.train_y)))
     if exp.corruptions:
-        rows += corruption_rows(model, data.test_x, data.test_y, exp.corruptions, batch_size, exp.seed,
+        rows += corruption_rows(model, data.test_x, data.test_y, exp.corruptions, batch_size, exp.evaluation_seed,
                                 progress=progress)
     robust = robustness_rows(model, data, exp, batch_size, surrogate, progress)
     rows = finish(rows + robust)

@@ -121,11 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--executor", default="local", choices=EXECUTORS.names(),
       help="where runs execute: local (one after another in this process, the default) or ray (Ray tasks on this "
       "machine or a cluster; optional extra [ray])")
-    a("--address", default="", help="ray: the cluster to join, 'auto' or HOST:PORT (default: start Ray here)")
+    a("--address", help="ray: the cluster to join, 'auto' or HOST:PORT (default: start Ray here)")
     a("--gpus-per-run", type=float, help="ray: GPUs per run; a fraction packs runs, e.g. 0.25 trains four per GPU "
       "(default: 1 where the cluster has GPUs, else 0)")
-    a("--cpus-per-run", type=float, default=1.0, help="ray: CPUs per run, also its torch threads (default 1)")
-    a("--max-retries", type=int, default=2, help="ray: retries of a run whose worker died; it resumes from its "
+    a("--cpus-per-run", type=float, help="ray: CPUs per run, also its torch threads (default 1)")
+    a("--max-retries", type=int, help="ray: retries of a run whose worker died; it resumes from its "
       "checkpoint (default 2)")
     a("--force", action="store_true", help="rerun runs that already finished")
     a("--dry-run", action="store_true", help="list the runs and their status without training")
@@ -212,8 +212,13 @@ def check_sizes(exp: Experiment, data: ImageData) -> None:
 class Terminated(KeyboardInterrupt):
     """SIGTERM (what schedulers and `timeout` send), handled like Ctrl-C: the same clean stop and message."""
 
+    # set by the handler too: Ray's wait turns an exception raised in a signal handler into a plain
+    # KeyboardInterrupt, which must still end as a SIGTERM does
+    received = False
+
 
 def _terminate(signum, frame):
+    Terminated.received = True
     raise Terminated()
 
 
@@ -223,16 +228,18 @@ def main(argv: list[str] | None = None, *, hooks: tuple[Hook, ...] = ()) -> int:
     args = build_parser().parse_args(argv)
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    Terminated.received = False
     try:
         return _main(args, "python -m robustbench_mix.suite " + shlex.join(argv), hooks)
     except (UsageError, ResultsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"\n{'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'}: finished runs are in "
+        term = isinstance(e, Terminated) or Terminated.received
+        print(f"\n{'terminated (SIGTERM)' if term else 'interrupted'}: finished runs are in "
               "runs.csv and the current one has its last checkpoint; run the same command again to resume",
               file=sys.stderr)
-        return 143 if isinstance(e, Terminated) else 130
+        return 143 if term else 130
     except BrokenPipeError:  # e.g. --dry-run | head: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -277,15 +284,55 @@ def with_surrogates(runs: list[Experiment]) -> list[Experiment]:
     return list(dict.fromkeys(out))
 
 
-def changed_data(df, runs: list[Experiment], done: set[str], datasets: dict[str, ImageData]) -> list[str]:
-    """Finished runs of this grid whose rows were measured on data with another content than now."""
+def changed_data(df, runs: list[Experiment], done: set[str], datasets: dict[str, ImageData]) -> dict[str, str]:
+    """Finished runs of this grid whose rows were measured on data with another content than now (run id ->
+    what changed); runs whose data are not in ``datasets`` are not looked at."""
     recorded = df.drop_duplicates("run_id").set_index("run_id")["data_sha"] if len(df) else {}
-    out = []
+    out = {}
     for r in runs:
-        sha = recorded.get(r.run_id, "") if r.run_id in done else ""
+        sha = recorded.get(r.run_id, "") if r.run_id in done and r.dataset in datasets else ""
         if sha and sha != datasets[r.dataset].fingerprint:
-            out.append(f"{r.run_id} ({r.method} seed {r.seed} on {r.dataset}: fingerprint {sha}, now "
-                       f"{datasets[r.dataset].fingerprint})")
+            out[r.run_id] = (f"{r.run_id} ({r.method} seed {r.seed} on {r.dataset}: fingerprint {sha}, now "
+                             f"{datasets[r.dataset].fingerprint})")
+    return out
+
+
+def local_datasets(specs, data_dir: str) -> tuple[dict[str, ImageData], list[str]]:
+    """For --dry-run: the data sets that load without a download (CIFAR only once in --data-dir), and the
+    specs that were not loaded."""
+    import torchvision
+
+    loaded, skipped = {}, []
+    for spec in dict.fromkeys(specs):
+        name = split_spec(spec)[0]
+        folder = {"cifar10": torchvision.datasets.CIFAR10, "cifar100": torchvision.datasets.CIFAR100}.get(name)
+        if folder is not None and not (Path(data_dir) / folder.base_folder).is_dir():
+            skipped.append(spec)
+        else:
+            loaded[spec] = load(spec, data_dir)
+    return loaded, skipped
+
+
+def refusals(runs: list[Experiment], datasets: dict[str, ImageData]) -> dict[str, str]:
+    """run id -> why the real run refuses it before training (sizes against the data, a model that cannot take
+    its images), for the runs whose data are in ``datasets``; the same checks as the real run's."""
+    unfit = {}
+    for model, spec in dict.fromkeys((r.model, r.dataset) for r in runs if r.dataset in datasets):
+        try:
+            check_input(model, datasets[spec].shape, datasets[spec].num_classes)
+        except UsageError as e:
+            unfit[(model, spec)] = str(e)
+    out: dict[str, str] = {}
+    for r in runs:
+        if r.dataset not in datasets:
+            continue
+        try:
+            check_sizes(r, datasets[r.dataset])
+        except UsageError as e:
+            out[r.run_id] = str(e)
+            continue
+        if (r.model, r.dataset) in unfit:
+            out[r.run_id] = unfit[(r.model, r.dataset)]
     return out
 
 
@@ -304,22 +351,41 @@ def _main(args, command: str, hooks: tuple[Hook, ...] = ()) -> int:
               f"{'and will be redone' if any(r.run_id == rid for r in runs) else '(not part of this grid)'}",
               file=sys.stderr)
     if args.dry_run:
-        print(f"{len(runs)} runs in preset {suite.name!r} -> {out}")
-        for r in runs:
-            ckpt = out / "runs" / r.run_id / CHECKPOINT
-            state = "finished" if r.run_id in done else ("partial" if ckpt.exists() else "new")
-            role = f" (black-box surrogate, seed {r.seed})" if any(
-                x.surrogate_seed is not None and surrogate_of(x) == r for x in runs) else ""
-            print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g}"
-                  f"{' ' + r.method_options if r.method_options else ''} "
-                  f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}"
-                  f"{partial_note(ckpt, r) if state == 'partial' else ''}")
-        return 0
+        return dry_run(args, suite, runs, out, df, done)
     check_writable(out, "--out")
     try:
         return _run(args, command, hooks, suite, runs, out, df, done, damaged, executor)
     finally:
         executor.close()
+
+
+def dry_run(args, suite: Suite, runs: list[Experiment], out: Path, df, done: set[str]) -> int:
+    """List the runs and what the real command would do with each: new, partial, finished, or refused (with
+    the reason; exit 2, as the real command)."""
+    datasets, skipped = local_datasets([r.dataset for r in runs], args.data_dir)
+    refused = refusals(runs, datasets)
+    if df is not None and not args.force:
+        for rid, what in changed_data(df, runs, done, datasets).items():
+            refused.setdefault(rid, f"measured on data whose content has changed since: {what}; --force retrains it")
+    print(f"{len(runs)} runs in preset {suite.name!r} -> {out}")
+    for r in runs:
+        ckpt = out / "runs" / r.run_id / CHECKPOINT
+        state = "refused" if r.run_id in refused else "finished" if r.run_id in done else (
+            "partial" if ckpt.exists() else "new")
+        role = f" (black-box surrogate, seed {r.seed})" if any(
+            x.surrogate_seed is not None and surrogate_of(x) == r for x in runs) else ""
+        note = {"partial": partial_note(ckpt, r) if state == "partial" else "",
+                "refused": f"\n      {refused.get(r.run_id)}"}.get(state, "")
+        print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g} "
+              f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}{note}")
+    for spec in skipped:
+        print(f"(not checked against the data: {spec} is not in --data-dir {args.data_dir} yet; the real run "
+              "downloads it, then checks)")
+    if refused:
+        print(f"error: {len(refused)} run(s) would be refused before any training (the reasons are above)",
+              file=sys.stderr)
+        return 2
+    return 0
 
 
 def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) -> int:
@@ -332,11 +398,11 @@ def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) ->
         check_sizes(r, datasets[r.dataset])
     for model, spec in dict.fromkeys((r.model, r.dataset) for r in runs):
         check_input(model, datasets[spec].shape, datasets[spec].num_classes)
-    stale = changed_data(df, runs, done, datasets) if df is not None and not args.force else []
+    stale = changed_data(df, runs, done, datasets) if df is not None and not args.force else {}
     if stale:
         raise UsageError(f"{len(stale)} finished run(s) in {runs_csv} were measured on data whose content has "
-                         f"changed since: {'; '.join(stale)}. Rerun with --force to retrain them on the data as it "
-                         "is now, or use another --out")
+                         f"changed since: {'; '.join(stale.values())}. Rerun with --force to retrain them on the data "
+                         "as it is now, or use another --out")
     todo = {r.run_id for r in runs if args.force or r.run_id not in done}
     for r in runs:  # a surrogate without finished weights is (re)trained when a target still needs it
         if r.surrogate_seed is not None and r.run_id in todo:

@@ -8,6 +8,7 @@ once per epoch (which is also where a non-finite loss is caught).
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import sys
 from collections.abc import Callable
@@ -76,10 +77,15 @@ def state_digest(obj) -> str:
 def save_checkpoint(state: dict, path: Path) -> None:
     """Atomically (a reader sees the old file or the new one), with a checksum of the content that
     :func:`load_checkpoint` verifies. A failed write (disk full, file-size limit) removes its temporary
-    file and fails the run, naming the cause."""
+    file and fails the run, naming the cause.
+
+    The checkpoint is serialized in memory and written in one call: torch.save writing into a file turns the
+    file's OSError (``ulimit -f``: EFBIG) into a RuntimeError of its zip writer that names no cause."""
+    buffer = io.BytesIO()
+    torch.save({**state, "checksum": state_digest(state)}, buffer)
     try:
         with atomic_file(path, "wb") as f:
-            torch.save({**state, "checksum": state_digest(state)}, f)
+            f.write(buffer.getbuffer())
     except OSError as e:
         raise RunFailed(f"could not write checkpoint {str(path)!r} ({e.strerror or e}); free space or raise the "
                         "file-size limit, then rerun the same command to resume from the last checkpoint") from e

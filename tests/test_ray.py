@@ -163,3 +163,56 @@ def test_ctrl_c_on_the_driver_cancels_the_tasks_and_says_how_to_resume(ray_clust
     sizes = {c: c.stat().st_mtime for c in ckpts}
     time.sleep(3)  # cancelled: nobody writes checkpoints any more
     assert {c: c.stat().st_mtime for c in ckpts} == sizes
+
+
+@pytest.mark.parametrize("flags, says", [(["--cpus-per-run", "3"], "use --cpus-per-run 2 or less"),
+                                         (["--gpus-per-run", "2"], "use --gpus-per-run 0 (no node has 2 GPU(s))")])
+def test_a_request_no_node_can_hold_is_refused_before_the_data_are_loaded(ray_cluster, tmp_path, capsys, monkeypatch,
+                                                                          flags, says):
+    import robustbench_mix.suite as suite
+
+    monkeypatch.setattr(suite, "load", lambda *a, **k: pytest.fail("data loaded"))
+    assert main([*GRID, "--seeds", "0", "--out", str(tmp_path), "--executor", "ray", *flags]) == 2
+    err = capsys.readouterr().err
+    assert "no node of the Ray cluster has that much (its nodes have: 2 CPU(s), 1 GPU(s))" in err and says in err
+
+
+def test_an_address_where_another_server_listens_fails_in_seconds_naming_it(tmp_path):
+    import socket
+    import threading
+
+    pytest.importorskip("ray")
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def accept():  # a server that is not Ray's: it takes connections and says nothing
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    t = time.time()
+    try:
+        p = _cli(*GRID, "--out", str(tmp_path), "--executor", "ray", "--address", address)
+        _, err = p.communicate(timeout=120)
+    finally:
+        server.close()
+    assert p.returncode == 2 and f"--address {address}: something listens there, but it does not answer as a Ray " \
+        "head does" in err and "Traceback" not in err
+    assert time.time() - t < 60 and not (tmp_path / "runs").exists()
+
+
+def test_sigterm_under_ray_stops_with_the_resume_message(ray_cluster, tmp_path):
+    p = _cli(*GRID, "--seeds", "0", "--epochs", "200", "--out", str(tmp_path), "--executor", "ray",
+             "--address", ray_cluster)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob("runs/*/checkpoint.pt")) and time.time() < deadline:
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err[-2000:]
+    assert "terminated (SIGTERM)" in err and "run the same command again to resume" in err
+    assert "cancelled 1 Ray task(s)" in err and "Traceback" not in err

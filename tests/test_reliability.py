@@ -394,3 +394,144 @@ def test_damaged_pending_rows_are_not_trusted_and_the_run_is_redone(tmp_path, ca
     assert main(argv) == 0
     assert "done in" in capsys.readouterr().err
     assert load_runs(tmp_path / "runs.csv")["run_id"].unique().tolist() == [rid]
+
+
+# --------------------------------------------------------------- round three: AutoAttack, attacks, limits, flags
+def _classes_folder(root: Path, classes: int, n: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in range(classes):
+            (root / split / f"c{c}").mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = np.clip(25 * c + rng.integers(-30, 30, (8, 8, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(root / split / f"c{c}" / f"{i}.png")
+    return root
+
+
+def _cheap_autoattack():
+    """The standard AutoAttack with fewer iterations and queries: the same code paths, in seconds."""
+    from pyautoattack import AutoAttack
+
+    class Cheap(AutoAttack):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.apgd.n_iter = self.apgd_targeted.n_iter = self.fab.n_iter = 5
+            self.square.n_queries = 20
+
+    return Cheap
+
+
+@pytest.mark.parametrize("classes, precision", [(3, "fp32"), (5, "fp32"), (10, "bf16")])
+def test_autoattack_with_few_classes_or_bf16_gives_rows(tmp_path, monkeypatch, classes, precision):
+    pytest.importorskip("pyautoattack")
+    import robustbench_mix.attacks as attacks
+
+    monkeypatch.setattr(attacks, "autoattack_class", _cheap_autoattack)
+    root = _classes_folder(tmp_path / "img", classes)
+    # a tiny epsilon: points survive APGD-CE, so APGD-T, FAB-T and Square all run
+    assert main(["--dataset", f"imagefolder:{root}", "--model", "mlp", "--batch-size", "6", "--epochs", "1",
+                 "--methods", "erm", "--noise", "0", "--attacks", "autoattack", "--eps", "0.05",
+                 "--attack-precision", precision, "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path / "c"),
+                 "--no-progress"]) == 0
+    df = load_runs(tmp_path / "r" / "runs.csv")
+    aa = df[(df["attack"] == "autoattack") & (df["metric"] == "acc") & (df["eps"] > 0)]["value"]
+    clean = df[(df["attack"] == "none") & (df["metric"] == "acc_attacked_subset")]["value"]
+    assert len(aa) == 1 and aa.item() <= clean.item()
+
+
+def test_autoattack_is_the_standard_version_with_ten_classes_and_targets_what_exists_below():
+    pytest.importorskip("pyautoattack")
+    from robustbench_mix.attacks import autoattack_for
+
+    model = torch.nn.Linear(2, 2)
+    ten = autoattack_for(model, 8 / 255, 10, "cpu")
+    assert ten.attacks_to_run == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert ten.apgd_targeted.n_target_classes == ten.fab.n_target_classes == 9 and ten.square.n_queries == 5000
+    five = autoattack_for(model, 8 / 255, 5, "cpu")
+    assert five.attacks_to_run == ten.attacks_to_run and five.apgd_targeted.n_target_classes == 4
+    three = autoattack_for(model, 8 / 255, 3, "cpu")
+    assert three.attacks_to_run == ["apgd-ce", "fab-t", "square"] and three.fab.n_target_classes == 2
+
+
+def test_an_attack_that_raises_fails_its_run_and_the_grid_goes_on(tmp_path, capsys, monkeypatch):
+    import robustbench_mix.evaluators as evaluators
+    from robustbench_mix.attacks import Attack
+
+    real, calls = evaluators.get_attack, []
+
+    def flaky(name):
+        a = real(name)
+
+        def fn(model, x, y, eps, **kw):
+            if not calls:  # the first run's first attack: what pyautoattack raised on 3 classes
+                calls.append(name)
+                raise IndexError("index -4 is out of bounds for dimension 1 with size 3")
+            return a.fn(model, x, y, eps, **kw)
+
+        return Attack(fn, a.random_start, a.iterative)
+
+    monkeypatch.setattr(evaluators, "get_attack", flaky)
+    assert main(["--out", str(tmp_path), *TINY, "--methods", "erm,mixup"]) == 1
+    err = capsys.readouterr().err
+    assert "IndexError: index -4 is out of bounds" in err and "Traceback" not in err
+    fails = pd.read_csv(tmp_path / "failures.csv")
+    assert len(fails) == 1 and "IndexError" in fails["reason"][0]
+    assert load_runs(tmp_path / "runs.csv")["run_id"].nunique() == 1  # the other run finished
+
+
+def test_a_checkpoint_over_the_file_size_limit_fails_its_run_without_a_traceback(tmp_path):
+    import resource
+
+    def limit():  # what `ulimit -f 200` gives, with SIGXFSZ ignored as a batch system may
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+
+    p = subprocess.run([sys.executable, "-m", "robustbench_mix.suite", "--out", str(tmp_path), *TINY], cwd=ROOT,
+                       preexec_fn=limit, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS="1"))
+    assert p.returncode == 1, p.stderr[-2000:]
+    assert "could not write checkpoint" in p.stderr and "File too large" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert "File too large" in pd.read_csv(tmp_path / "failures.csv")["reason"][0]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--gpus-per-run", "1"], "--gpus-per-run 1.0: Ray option(s), and the executor is local"),
+    (["--address", "auto", "--max-retries", "3"], "--address auto, --max-retries 3: Ray option(s)"),
+    (["--executor", "ray", "--gpus-per-run", "1.5"], "--gpus-per-run 1.5: Ray takes a fraction up to 1"),
+    (["--executor", "ray", "--cpus-per-run", "2.5"], "--cpus-per-run 2.5: Ray takes a fraction up to 1"),
+])
+def test_ray_flags_that_would_be_ignored_or_crash_are_refused(tmp_path, capsys, flags, says):
+    assert main(["--out", str(tmp_path), *TINY, *flags]) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
+def test_a_ray_request_no_node_can_hold_is_refused():
+    import argparse
+
+    from robustbench_mix.executors import RayExecutor
+
+    def ray(gpus=None, cpus=None):
+        return RayExecutor(argparse.Namespace(address="", gpus_per_run=gpus, cpus_per_run=cpus, max_retries=None))
+
+    cpu_only = [{"CPU": 2.0}]
+    runs = [Experiment()]
+    with pytest.raises(UsageError, match=r"no node of the Ray cluster has that much .*use --gpus-per-run 0"):
+        ray(gpus=1).check_feasible(runs, cpu_only)
+    with pytest.raises(UsageError, match=r"--cpus-per-run 4: no node .*use --cpus-per-run 2 or less"):
+        ray(cpus=4).check_feasible(runs, [{"CPU": 2.0, "GPU": 1.0}, {"CPU": 1.0}])
+    with pytest.raises(UsageError, match="--device cuda with --executor ray, but the runs get no GPU share"):
+        ray().check_feasible([Experiment(device="cuda")], cpu_only)
+    ray().check_feasible(runs, cpu_only)  # the default: no GPU asked for where there is none
+    ray(gpus=0.5, cpus=2).check_feasible(runs, [{"CPU": 1.0}, {"CPU": 2.0, "GPU": 1.0}])
+
+
+def test_dry_run_marks_the_runs_the_real_run_refuses(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), *TINY, "--attack-samples", "100000", "--dry-run"]) == 2
+    out = capsys.readouterr()
+    assert "refused" in out.out and "--attack-samples 100000 is larger than the test set" in out.out
+    assert "would be refused" in out.err
+    assert main(["--out", str(tmp_path), *TINY, "--dry-run"]) == 0
+    assert "refused" not in capsys.readouterr().out

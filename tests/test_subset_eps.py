@@ -184,3 +184,16 @@ def test_a_single_external_model_is_named_in_the_summary(linear_model, small_dig
                       check_eps=0, name="user:linear64")
     md = summary_markdown(summarize(df))
     assert "| model |" in md and "user:linear64" in md  # not 'method external' alone
+
+
+def test_an_api_evaluation_seed_never_poses_as_a_training_seed(linear_model, small_digits):
+    import json
+
+    data = (small_digits.test_x, small_digits.test_y)
+    runs = [rbm.evaluate(linear_model, data, attacks=("pgd",), eps=(8 / 255,), check_eps=0, seed=s) for s in (1, 2)]
+    df = pd.concat(runs)
+    assert set(df["seed"]) == {0} and df["run_id"].nunique() == 2
+    assert {json.loads(c)["eval_seed"] for c in df["config"].unique()} == {1, 2}
+    from robustbench_mix.results import summarize
+
+    assert set(summarize(df)["n_seeds"]) == {1}  # two evaluations of one model, not two seeds

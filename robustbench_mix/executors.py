@@ -36,6 +36,7 @@ from .results import (
     to_frame,
 )
 from .runner import load_trained, resolve_device, run_experiment
+from .timelimit import Pacer
 from .train import CHECKPOINT, Hook, checkpoint_environments, load_checkpoint, mixed_environments
 
 EXECUTORS = Registry("executor")
@@ -161,15 +162,25 @@ class LocalExecutor:
     for the end and waited for."""
 
     def __init__(self, args=None):
-        pass
+        self.pacer = Pacer()  # times epochs and evaluations; the suite gives it --time-limit, when set
 
     def connect(self, runs: list[Experiment]) -> None:
         pass
 
+    def _train(self, exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: bool = False) -> Outcome:
+        """train_run, paced: TimeLimitReached before the run or after one of its checkpointed epochs."""
+        every = job.options.checkpoint_every
+        ckpt = job.out / "runs" / exp.run_id / CHECKPOINT
+        done = checkpoint_epoch(ckpt) if self.pacer.limit is not None and not job.force else None
+        self.pacer.before_run(exp, job.out, every, done)
+        o = train_run(exp, datasets, replace(job, hooks=(*job.hooks, self.pacer.hook(exp, job.out, every))), wait)
+        self.pacer.after_run(exp, job.out, o.status)
+        return o
+
     def run(self, runs: Runs, datasets: dict[str, ImageData], job: Job, recorder: Recorder) -> None:
         busy = []
         for exp, tag in runs:
-            o = train_run(exp, datasets, job)
+            o = self._train(exp, datasets, job)
             if o.status == "busy":
                 recorder.say(f"{tag}: being trained by {o.reason} (another process on this --out); going on with "
                              "the others and coming back to it at the end")
@@ -178,7 +189,7 @@ class LocalExecutor:
                 recorder.record(o, tag)
         for exp, tag in busy:  # wait for the other processes' runs; redo any they did not finish
             recorder.say(f"{tag}: waiting for {run_owner(job.out / 'runs' / exp.run_id)} to finish it")
-            recorder.record(train_run(exp, datasets, job, wait=True), tag)
+            recorder.record(self._train(exp, datasets, job, wait=True), tag)
 
     def close(self) -> None:
         pass

@@ -117,8 +117,12 @@ class Timings:
         else:
             t["epochs"][epoch] = entry
         epochs = {str(k): v for k, v in sorted(t["epochs"].items())}
-        atomic_write_text(self.out / "runs" / exp.run_id / TIMING, json.dumps(
-            {"run_id": exp.run_id, "config_key": t["key"], "epochs": epochs, "evaluation": t["evaluation"]}, indent=1))
+        try:
+            atomic_write_text(self.out / "runs" / exp.run_id / TIMING, json.dumps(
+                {"run_id": exp.run_id, "config_key": t["key"], "epochs": epochs, "evaluation": t["evaluation"]},
+                indent=1))
+        except OSError:  # timing only informs estimates: a full disk fails the run at its checkpoint, not here
+            pass
 
     def estimate(self, exp: Experiment, env: str | None) -> tuple[float | None, float | None, set[str]]:
         """(seconds per epoch, seconds of the final evaluation, environments measured in) for runs of ``exp``'s

@@ -39,6 +39,7 @@ from .results import (
     to_frame,
 )
 from .runner import load_trained, resolve_device, run_experiment
+from .timelimit import Pacer, TimeLimitReached
 from .train import CHECKPOINT, Hook, checkpoint_environments, load_checkpoint, mixed_environments
 
 EXECUTORS = Registry("executor")
@@ -122,6 +123,8 @@ def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: b
     except (RunFailed, torch.OutOfMemoryError) as e:
         return Outcome(exp, "failed", reason=f"{e.__class__.__name__}: {e}", started=started, ended=time.time(),
                        where=where)
+    except TimeLimitReached:  # --time-limit: the suite stops here, the run resumes from its checkpoint next time
+        raise
     except Exception as e:  # anything else raised inside the run (an attack library, a model): this run's failure
         return Outcome(exp, "failed", reason=unexpected(e), started=started, ended=time.time(), where=where)
     return Outcome(exp, "done", frame, started=started, ended=time.time(), where=where)
@@ -174,6 +177,7 @@ class LocalExecutor:
     for the end and waited for."""
 
     def __init__(self, args=None):
+        self.pacer = Pacer()  # times epochs and evaluations; the suite gives it --time-limit, when set
         given = [f"{flag} {v}" for flag, v in (("--address", getattr(args, "address", None)),
                                               ("--gpus-per-run", getattr(args, "gpus_per_run", None)),
                                               ("--cpus-per-run", getattr(args, "cpus_per_run", None)),
@@ -186,10 +190,20 @@ class LocalExecutor:
     def connect(self, runs: list[Experiment]) -> None:
         pass
 
+    def _train(self, exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: bool = False) -> Outcome:
+        """train_run, paced: TimeLimitReached before the run or after one of its checkpointed epochs."""
+        every = job.options.checkpoint_every
+        ckpt = job.out / "runs" / exp.run_id / CHECKPOINT
+        done = checkpoint_epoch(ckpt) if self.pacer.limit is not None and not job.force else None
+        self.pacer.before_run(exp, job.out, every, done)
+        o = train_run(exp, datasets, replace(job, hooks=(*job.hooks, self.pacer.hook(exp, job.out, every))), wait)
+        self.pacer.after_run(exp, job.out, o.status)
+        return o
+
     def run(self, runs: Runs, datasets: dict[str, ImageData], job: Job, recorder: Recorder) -> None:
         busy = []
         for exp, tag in runs:
-            o = train_run(exp, datasets, job)
+            o = self._train(exp, datasets, job)
             if o.status == "busy":
                 recorder.say(f"{tag}: being trained by {o.reason} (another process on this --out); going on with "
                              "the others and coming back to it at the end")
@@ -198,7 +212,7 @@ class LocalExecutor:
                 recorder.record(o, tag)
         for exp, tag in busy:  # wait for the other processes' runs; redo any they did not finish
             recorder.say(f"{tag}: waiting for {run_owner(job.out / 'runs' / exp.run_id)} to finish it")
-            recorder.record(train_run(exp, datasets, job, wait=True), tag)
+            recorder.record(self._train(exp, datasets, job, wait=True), tag)
 
     def close(self) -> None:
         pass

@@ -15,7 +15,7 @@ import time
 from dataclasses import fields, replace
 from pathlib import Path
 
-from . import reference
+from . import reference, timelimit
 from .attacks import ATTACKS
 from .checks import failed_checks
 from .config import (
@@ -45,6 +45,7 @@ from .results import (
     atomic_write_csv,
     atomic_write_text,
     damaged_runs,
+    finished_ids,
     git_rev,
     load_runs,
     subset_note,
@@ -54,6 +55,9 @@ from .results import (
 from .runner import resolve_device
 from .speed import GRAPH_MODES, check_speed_options
 from .tables import TABLES
+from .timelimit import ENV as TIME_LIMIT_ENV
+from .timelimit import EXIT_CODE as TIME_LIMIT_EXIT
+from .timelimit import FORMS, TIMING, Pacer, TimeLimitReached, Timings, fmt_duration, time_limit
 from .train import CHECKPOINT, Hook, checkpoint_environments, environment
 
 
@@ -128,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     a("--max-retries", type=int, help="ray: retries of a run whose worker died; it resumes from its "
       "checkpoint (default 2)")
     a("--force", action="store_true", help="rerun runs that already finished")
-    a("--dry-run", action="store_true", help="list the runs and their status without training")
+    a("--time-limit", metavar="DURATION", help="stop cleanly before this much wall-clock time has passed "
+      f"(between epochs, after a checkpoint, or between runs) and exit {TIME_LIMIT_EXIT}; the same command resumes. "
+      f"{FORMS[0].upper() + FORMS[1:]}. Default: ${TIME_LIMIT_ENV} (for Slurm), else none")
+    a("--dry-run", action="store_true", help="list the runs and their status without training, and the expected "
+      "time of what remains where runs of the same configuration have been timed")
     a("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -337,10 +345,17 @@ def refusals(runs: list[Experiment], datasets: dict[str, ImageData]) -> dict[str
 
 
 def _main(args, command: str, hooks: tuple[Hook, ...] = ()) -> int:
+    started = timelimit.clock()
+    limit = time_limit(args.time_limit, os.environ)
     suite = suite_from_args(args)
     runs = with_surrogates(suite.expand())
     check_runs(runs, args)
+    if limit is not None and args.executor != "local":
+        raise UsageError(f"--time-limit (or ${TIME_LIMIT_ENV}) works with --executor local only: Ray's tasks are "
+                         "stopped by the cluster's own limits and resume from their checkpoints on the next run")
     executor = get_executor(args)
+    if args.executor == "local":
+        executor.pacer = Pacer(limit, started)
     out = Path(args.out or Path("results") / suite.name)
     runs_csv = out / "runs.csv"
     df = load_runs(runs_csv, strict=False) if runs_csv.exists() else None
@@ -368,6 +383,7 @@ def dry_run(args, suite: Suite, runs: list[Experiment], out: Path, df, done: set
         for rid, what in changed_data(df, runs, done, datasets).items():
             refused.setdefault(rid, f"measured on data whose content has changed since: {what}; --force retrains it")
     print(f"{len(runs)} runs in preset {suite.name!r} -> {out}")
+    timings, left = Timings(out), []
     for r in runs:
         ckpt = out / "runs" / r.run_id / CHECKPOINT
         state = "refused" if r.run_id in refused else "finished" if r.run_id in done else (
@@ -376,8 +392,15 @@ def dry_run(args, suite: Suite, runs: list[Experiment], out: Path, df, done: set
             x.surrogate_seed is not None and surrogate_of(x) == r for x in runs) else ""
         note = {"partial": partial_note(ckpt, r) if state == "partial" else "",
                 "refused": f"\n      {refused.get(r.run_id)}"}.get(state, "")
-        print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g} "
-              f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}{note}")
+        eta = ""
+        if state in ("new", "partial"):
+            left.append(time_left(r, checkpoint_epoch(ckpt) if state == "partial" else 0, timings))
+            eta = f", ~{fmt_duration(left[-1][0])} left" if left[-1][0] is not None else ""
+        print(f"  {r.run_id}  {state:8s}  {r.dataset} {r.model} {r.method} alpha={r.alpha:g}"
+              f"{' ' + r.method_options if r.method_options else ''} "
+              f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}{eta}{note}")
+    if left:
+        print(remaining_estimate(left))
     for spec in skipped:
         print(f"(not checked against the data: {spec} is not in --data-dir {args.data_dir} yet; the real run "
               "downloads it, then checks)")
@@ -386,6 +409,52 @@ def dry_run(args, suite: Suite, runs: list[Experiment], out: Path, df, done: set
               file=sys.stderr)
         return 2
     return 0
+
+
+def time_left(exp: Experiment, done: int | None, timings: Timings) -> tuple[float | None, set[str]]:
+    """Expected seconds to finish ``exp`` from its checkpoint's epoch ``done``, from the timed epochs and
+    evaluations of runs of its configuration apart from the seed: under this machine's environment where there
+    are some, else under any (named). (None, set()) when there are none."""
+    per_epoch, per_eval, envs = timings.estimate(exp, environment(resolve_device(exp.device)))
+    if per_epoch is None and per_eval is None:
+        per_epoch, per_eval, envs = timings.estimate(exp, None)
+    if (per_epoch is None and (done or 0) < exp.epochs) or per_eval is None:
+        return None, set()
+    return (exp.epochs - (done or 0)) * (per_epoch or 0.0) + per_eval, envs
+
+
+def remaining_estimate(left: list[tuple[float | None, set[str]]]) -> str:
+    known = [s for s, _ in left if s is not None]
+    if not known:
+        return (f"expected time of what remains: unknown; none of the {len(left)} unfinished run(s) has a finished "
+                f"run of its configuration (apart from the seed) timed in runs/*/{TIMING}")
+    envs = sorted(set().union(*(e for _, e in left)))
+    here = ", ".join(envs)
+    return (f"expected time of what remains: ~{fmt_duration(sum(known))} for {len(known)} of {len(left)} unfinished "
+            f"run(s), from the timed epochs and final evaluations of runs of the same configuration apart from "
+            f"the seed (runs/*/{TIMING}, measured under {here})"
+            + (f"; {len(left) - len(known)} run(s) have no timed run of their configuration" if len(known) < len(left)
+               else ""))
+
+
+def stop_report(stop: TimeLimitReached, runs: list[Experiment], out: Path, command: str) -> str:
+    """What is done and what remains when --time-limit stopped the suite, and how to go on."""
+    finished = finished_ids(out / "runs.csv")
+    lines, n_done = [], 0
+    for r in runs:
+        if r.run_id in finished:
+            state, n_done = "finished", n_done + 1
+        else:
+            k = checkpoint_epoch(out / "runs" / r.run_id / CHECKPOINT)
+            state = ("not started" if not k else f"partial, epoch {k} of {r.epochs}" if k < r.epochs
+                     else f"partial, trained ({k} epochs), its final evaluation remains")
+        lines.append(f"  {r.run_id} {r.method} alpha={r.alpha:g} dropout={r.dropout:g} noise={r.noise:g} "
+                     f"seed={r.seed}: {state}")
+    head = stop.reason if stop.too_short else f"{stop.reason}."
+    return "\n".join([f"\n{head}", f"{n_done} of {len(runs)} run(s) finished:", *lines,
+                      f"every finished run is in {out / 'runs.csv'} and every partial one has its checkpoint; "
+                      + ("after raising the limit, resume with:" if stop.too_short
+                         else "the same command resumes from there:"), f"  {command}"])
 
 
 def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) -> int:
@@ -432,10 +501,16 @@ def _run(args, command, hooks, suite, runs, out, df, done, damaged, executor) ->
     print(f"training {len(todo_runs)} run(s), {len(runs) - len(todo_runs)} finished earlier; a line per finished run "
           "follows", file=sys.stderr, flush=True)
     recorder = Recorder(out, len(todo_runs), progress=options.progress and args.executor != "local")
+    stop = None
     try:
         executor.run(todo_runs, datasets, job, recorder)
+    except TimeLimitReached as e:  # between runs, or after a checkpointed epoch: nothing is half written
+        stop = e
     finally:
         recorder.close()
+    if stop is not None:  # no summary, plots or report: the time is up; the run that finishes the grid writes them
+        print(stop_report(stop, runs, out, command), file=sys.stderr)
+        return 2 if stop.too_short else TIME_LIMIT_EXIT
     failed = recorder.failed
 
     if runs_csv.exists():

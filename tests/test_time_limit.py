@@ -1,0 +1,159 @@
+"""--time-limit: a grid stops cleanly between epochs or runs, says what remains, exits 3, and the same command
+finishes it with the numbers of an uninterrupted run. Time is a fake clock: each epoch takes 10 s and each
+final evaluation 5 s of it, so no test depends on this machine's speed."""
+
+import pytest
+
+import robustbench_mix.executors as executors
+import robustbench_mix.suite as suite
+import robustbench_mix.timelimit as timelimit
+from robustbench_mix.results import KEY, PROVENANCE_COLUMNS, load_runs
+from robustbench_mix.suite import main
+
+GRID = ["--methods", "erm", "--noise", "0", "--epochs", "3", "--no-progress", "--eps", "8/255", "--attacks", "fgsm",
+        "--attack-steps", "2"]
+EPOCH, EVALUATION = 10.0, 5.0
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def fake_time(monkeypatch):
+    """The suite's time source, advanced EPOCH by every epoch and EVALUATION by every final evaluation."""
+    clock = FakeClock()
+    monkeypatch.setattr(timelimit, "clock", clock)
+    real = executors.run_experiment
+
+    def evaluated(*a, **k):
+        rows = real(*a, **k)  # trains (the epoch hook advances the clock), then evaluates
+        clock.t += EVALUATION
+        return rows
+
+    monkeypatch.setattr(executors, "run_experiment", evaluated)
+    monkeypatch.delenv(timelimit.ENV, raising=False)
+
+    def run(argv):
+        clock.t = 0.0  # a new process
+        return main(argv, hooks=(lambda epoch, model: setattr(clock, "t", clock.t + EPOCH),))
+
+    return run
+
+
+def comparable(path):
+    df = load_runs(path).drop(columns=[*PROVENANCE_COLUMNS, "command"])
+    return df.sort_values(KEY).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("whole")
+    assert main(["--out", str(out), "--seeds", "0,1", *GRID]) == 0
+    return comparable(out / "runs.csv")
+
+
+def test_stops_between_epochs_then_the_same_command_finishes_identically(fake_time, tmp_path, capsys,
+                                                                        uninterrupted):
+    # run 1: epochs end at 10, 20, 30 s, its evaluation at 35 s; run 2's first epoch ends at 45 s, and a second
+    # (10 s, as measured) would end at 55 s, past 50 s: it stops there, with epoch 1 checkpointed
+    argv = ["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "50s"]
+    assert fake_time(argv) == timelimit.EXIT_CODE == 3
+    err = capsys.readouterr().err
+    assert "time limit 50s reached: stopped after epoch 1 of run" in err and "5.0s are left" in err
+    assert "1 of 2 run(s) finished" in err and ": finished" in err and "partial, epoch 1 of 3" in err
+    assert f"python -m robustbench_mix.suite --out {tmp_path}" in err.split("resumes from there:")[1]
+    assert load_runs(tmp_path / "runs.csv")["run_id"].nunique() == 1
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / "summary.csv").exists()
+
+    assert fake_time(argv) == 0  # the same command: epochs 2-3 and the evaluation of run 2 take 25 s
+    err = capsys.readouterr().err
+    assert "finished earlier, skipped" in err and "time limit" not in err
+    assert comparable(tmp_path / "runs.csv").equals(uninterrupted)
+
+
+def test_the_final_evaluation_is_counted_before_the_limit(fake_time, tmp_path, capsys):
+    # run 2's last epoch ends at 65 s; its evaluation (5 s, measured on run 1) would end at 70 s, past 68 s
+    argv = ["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "68"]
+    assert fake_time(argv) == 3
+    err = capsys.readouterr().err
+    assert "its final evaluation of run" in err and "partial, trained (3 epochs), its final evaluation remains" in err
+    assert fake_time(argv) == 0
+    assert load_runs(tmp_path / "runs.csv")["run_id"].nunique() == 2
+
+
+def test_stops_between_runs_when_the_next_runs_first_epoch_would_not_fit(fake_time, tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "44s"]  # run 1 ends at 35 s; 35+10>44
+    assert fake_time(argv) == 3
+    err = capsys.readouterr().err
+    assert "stopped before run" in err and "not started" in err and "1 of 2 run(s) finished" in err
+    assert [p.name for p in (tmp_path / "runs").iterdir() if (p / "checkpoint.pt").exists()] == \
+        [load_runs(tmp_path / "runs.csv")["run_id"].iloc[0]]
+
+
+def test_the_environment_variable_sets_the_limit_and_the_flag_wins(fake_time, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(timelimit.ENV, "0:15")  # one epoch fits (10 s), a second would not
+    assert fake_time(["--out", str(tmp_path / "env"), *GRID]) == 3
+    assert "time limit 15s reached" in capsys.readouterr().err
+    assert fake_time(["--out", str(tmp_path / "flag"), *GRID, "--time-limit", "1h"]) == 0
+
+
+@pytest.mark.parametrize("flag,env,named", [("25x", None, "--time-limit '25x'"), ("-5m", None, "--time-limit '-5m'"),
+                                            (None, "soon", "$ROBUSTBENCH_MIX_TIME_LIMIT 'soon'"),
+                                            ("0", None, "must be above 0")])
+def test_a_malformed_limit_exits_2_naming_it_before_data_are_loaded(tmp_path, monkeypatch, capsys, flag, env, named):
+    def no_loading(*a, **k):
+        raise AssertionError("data loaded")
+
+    monkeypatch.setattr(suite, "load", no_loading)
+    monkeypatch.delenv(timelimit.ENV, raising=False)
+    if env is not None:
+        monkeypatch.setenv(timelimit.ENV, env)
+    argv = ["--out", str(tmp_path), *GRID] + ([f"--time-limit={flag}"] if flag is not None else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert named in err and "90s, 25m, 1h30m" in err
+
+
+@pytest.mark.parametrize("text,seconds", [("900", 900), ("90s", 90), ("25m", 1500), ("1h30m", 5400),
+                                          ("1h", 3600), ("2m30s", 150), ("1:30:00", 5400), ("25:00", 1500),
+                                          ("0.5h", 1800), ("none", None)])
+def test_durations(text, seconds):
+    assert timelimit.parse_duration(text, "--time-limit") == seconds
+
+
+def test_a_limit_shorter_than_one_epoch_is_explained(fake_time, tmp_path, capsys):
+    argv = ["--out", str(tmp_path), *GRID, "--time-limit", "5s"]
+    assert fake_time(argv) == 2  # not 3: the same command again would not progress, so a Slurm loop stops
+    err = capsys.readouterr().err
+    assert "the time limit 5.0s is shorter than one epoch: epoch 1 of run" in err and "took 10s" in err
+    assert "raise --time-limit above" in err and "partial, epoch 1 of 3" in err
+    # now measured: the next invocation refuses before training anything
+    assert fake_time(argv) == 2
+    err = capsys.readouterr().err
+    assert "is shorter than one piece of work: epoch 2 of run" in err and "takes ~10s" in err
+    assert "partial, epoch 1 of 3" in err
+
+
+def test_dry_run_estimates_what_remains_from_finished_runs(fake_time, tmp_path, capsys):
+    assert fake_time(["--out", str(tmp_path), "--seeds", "0,1,2", *GRID, "--time-limit", "50s"]) == 3
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path), "--seeds", "0,1,2", *GRID, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # run 2 at epoch 1: 2 epochs of 10 s and an evaluation of 5 s; run 3: 3 epochs and an evaluation
+    assert "partial   digits cnn erm" in out and ", ~25s left" in out and ", ~35s left" in out
+    assert "expected time of what remains: ~1m 00s for 2 of 2 unfinished run(s)" in out
+
+
+def test_dry_run_says_when_nothing_has_been_timed(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), *GRID, "--dry-run"]) == 0
+    assert "expected time of what remains: unknown" in capsys.readouterr().out
+
+
+def test_the_time_limit_is_refused_with_ray(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), *GRID, "--time-limit", "10m", "--executor", "ray", "--dry-run"]) == 2
+    assert "--executor local only" in capsys.readouterr().err

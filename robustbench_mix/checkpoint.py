@@ -116,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
       "corruption files in --data-dir)")
     a("--dropout", type=float, default=0.0, help="for a plain state_dict: the model's dropout (default 0)")
     a("--attacks", help="attacks (default: the run's own, or fgsm,pgd)")
-    a("--eps", help="epsilons in /255 units (default: the run's own, or 2,8)")
-    a("--attack-samples", type=int, help="attack the first N test images (0 = all; default: the run's own, or 1000)")
+    a("--eps", help="epsilons in /255 units, 8/255 or 8 (a bare number below 1 is refused as ambiguous; default: the "
+      "run's own, or 2,8)")
+    a("--attack-samples", type=int, help="attack a class-stratified N of the test images, the same for every model "
+      "(0 = all; default: the run's own, or 1000)")
     a("--corruptions", help="computed common corruptions, e.g. all or gaussian_noise,contrast")
     a("--seed", type=int, help="seed of the attacks' random starts (default: the run's training seed, or 0); "
       "recorded as the evaluation's seed (eval_seed), never as a training seed")
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     a("--out", default="results/checkpoint", help="results directory (default: results/checkpoint)")
     a("--batch-size", type=int, default=1000, help="evaluation batch size")
+    a("--no-progress", action="store_true", help="no progress bars (they show only on a terminal anyway)")
     return p
 
 
@@ -289,7 +292,8 @@ def evaluate_path(path: Path, args, command: str) -> pd.DataFrame:
     model.to(device).eval()
     check_weights(model, path, None if standard else train_data.test_x.to(device), args.batch_size)
     frame = evaluate_experiment(model, exp, None if standard else train_data, batch_size=args.batch_size,
-                                device=device, data_dir=args.data_dir, epoch=epoch, command=command)
+                                device=device, data_dir=args.data_dir, epoch=epoch, command=command,
+                                progress=False if args.no_progress else None)
     own = train_data if train_spec == trained_on and not changed else None
     frame = with_noise_realized(frame, exp, own)
     merge_run(Path(args.out) / "runs.csv", frame)

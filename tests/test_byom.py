@@ -356,3 +356,21 @@ def test_several_paths_and_a_results_directory_each_its_own_run(suite_run, tmp_p
     df = load_runs(tmp_path / "o" / "runs.csv")
     assert df["run_id"].nunique() == 2 and set(df["method"]) == {"mixup", "external"}
     assert (tmp_path / "o" / "summary.md").exists()
+
+
+def test_the_checkpoint_command_shows_progress_unless_asked_not_to(suite_run, tmp_path, monkeypatch):
+    import robustbench_mix.checkpoint as checkpoint
+
+    seen = []
+    real = checkpoint.evaluate_experiment
+
+    def spy(*a, **k):
+        seen.append(k.get("progress", "missing"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(checkpoint, "evaluate_experiment", spy)
+    _, ckpt = suite_run
+    flags = ["--attacks", "fgsm", "--eps", "8", "--out", str(tmp_path / "e")]
+    assert checkpoint_main([str(ckpt), *flags]) == 0
+    assert checkpoint_main([str(ckpt), *flags, "--no-progress"]) == 0
+    assert seen == [None, False]  # None: tqdm's bars where stderr is a terminal

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -46,3 +47,18 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_file(path, "wb") as f:
         f.write(data)
+
+
+def check_writable(path: Path, flag: str) -> None:
+    """A results directory given by ``flag`` that can be written: made if missing; a file there, or a directory
+    that cannot be written, is a UsageError naming the flag (before any data are loaded)."""
+    from .errors import UsageError
+
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{flag} {str(path)!r} is a file; give a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UsageError(f"{flag} {str(path)!r} is not writable ({e.strerror or e})") from None

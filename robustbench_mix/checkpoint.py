@@ -20,7 +20,6 @@ import pickle
 import re
 import shlex
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import pandas as pd
 import torch
 
 from .api import evaluate_experiment
+from .atomic import check_writable
 from .config import Experiment, validate, with_list_flags
 from .corruptions import SOURCES
 from .data import ImageData, load, prepare
@@ -140,15 +140,7 @@ def check_args(args) -> None:
     if not DEVICE.fullmatch(args.device):
         raise UsageError(f"--device {args.device!r} is not one of auto, cpu, cuda, cuda:N")
     resolve_device(args.device)  # cuda without a GPU
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; give a directory for runs.csv, the summary and the report")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out):
-            pass
-    except OSError as e:
-        raise UsageError(f"--out {str(out)!r} is not writable ({e.strerror or e})") from None
+    check_writable(Path(args.out), "--out")
 
 
 def run_config(ck: dict, path: Path) -> Experiment:

@@ -8,7 +8,6 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import textwrap
 import threading
 import time
@@ -16,6 +15,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from . import reference, timelimit
+from .atomic import check_writable
 from .attacks import ATTACKS
 from .checks import failed_checks
 from .config import (
@@ -173,15 +173,6 @@ def suite_from_args(args) -> Suite:
     noise = parse_numbers(args.noise, "--noise") if args.noise is not None else suite.noise
     seeds = parse_numbers(args.seeds, "--seeds", int) if args.seeds is not None else suite.seeds
     return replace(suite, base=base, variants=variants, by_noise=by_noise, noise=noise, seeds=seeds)
-
-
-def check_writable(path: Path, flag: str) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise UsageError(f"{flag} {str(path)!r} is not writable ({e.strerror or e})") from None
 
 
 def check_runs(runs: list[Experiment], args) -> None:

@@ -157,7 +157,8 @@ def _describe(run: pd.Series, shown: list[str]) -> str:
     if {"method", "alpha", "dropout"} & set(shown):
         parts.append(run_label(run["method"], float(run["alpha"]), float(run["dropout"]),
                                str(run.get("method_options", ""))))
-    parts += [f"{f} {run[f]}" for f in shown if f not in ("method", "alpha", "dropout")]
+    parts += [f"{f} {run[f]}" for f in shown if f not in ("method", "alpha", "dropout", "method_options")
+              and str(run[f]) != ""]  # method options are in the method's label; an empty field says nothing
     return ", ".join(parts) or "all runs"
 
 

@@ -42,7 +42,8 @@ def _suite_model(ckpt: Path):
 def test_the_apis_rows_for_a_suite_trained_model_equal_the_suites_own(suite_run):
     out, ckpt = suite_run
     model, exp = _suite_model(ckpt)
-    api = rbm.evaluate(model.eval(), "digits", attacks=exp.attacks, eps=exp.eps, attack_steps=exp.attack_steps,
+    api = rbm.evaluate(model.eval(), "digits", attacks=exp.attacks, eps=[e / 255 for e in exp.eps],
+                       attack_steps=exp.attack_steps,
                        attack_samples=exp.attack_samples, seed=exp.seed)
     ours = load_runs(out / "runs.csv")
     ours = ours[ours["epoch"] == exp.epochs]
@@ -126,7 +127,7 @@ def test_timm_models_need_the_extra_or_train(tmp_path, capsys):
 def test_autoattack_is_at_most_pgds_accuracy(trained):
     pytest.importorskip("pyautoattack")
     model, p = trained
-    df = rbm.evaluate(model, (p.test_x, p.test_y), attacks=("pgd", "autoattack"), eps=(24,), attack_samples=40,
+    df = rbm.evaluate(model, (p.test_x, p.test_y), attacks=("pgd", "autoattack"), eps=(24 / 255,), attack_samples=40,
                       check_eps=0)
     acc = df[(df["metric"] == "acc") & (df["eps"] > 0)].set_index("attack")["value"]
     assert acc["autoattack"] <= acc["pgd"] and acc["pgd"] < 0.9  # a real attack at this epsilon

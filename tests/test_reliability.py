@@ -430,7 +430,7 @@ def test_autoattack_with_few_classes_or_bf16_gives_rows(tmp_path, monkeypatch, c
     root = _classes_folder(tmp_path / "img", classes)
     # a tiny epsilon: points survive APGD-CE, so APGD-T, FAB-T and Square all run
     assert main(["--dataset", f"imagefolder:{root}", "--model", "mlp", "--batch-size", "6", "--epochs", "1",
-                 "--methods", "erm", "--noise", "0", "--attacks", "autoattack", "--eps", "0.05",
+                 "--methods", "erm", "--noise", "0", "--attacks", "autoattack", "--eps", "0.05/255",
                  "--attack-precision", precision, "--out", str(tmp_path / "r"), "--data-dir", str(tmp_path / "c"),
                  "--no-progress"]) == 0
     df = load_runs(tmp_path / "r" / "runs.csv")

@@ -318,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     p.add_argument("--timeout", type=float, default=240.0, help="seconds per pytest run (default: %(default)s)")
     p.add_argument("--baseline", action="store_true", help="run only the tests that existed before this analysis "
-                   "(not tests/test_mutants.py): shows which mutants survived them")
+                   "(not tests/test_mutants.py), by default for the mutants that got new tests: shows that they "
+                   "survived the earlier tests")
     args = p.parse_args(argv)
     names = [m.name for m in MUTANTS]
     assert len(set(names)) == len(names), "duplicate mutant names"
@@ -326,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown mutant(s) {', '.join(unknown)}; --list shows them", file=sys.stderr)
         return 2
-    chosen = [m for m in MUTANTS if not args.only or m.name in args.only]
+    chosen = [m for m in MUTANTS if m.name in args.only or not args.only and (m.added or not args.baseline)]
     if args.list:
         for m in chosen:
             print(f"{m.name:32} {m.file:26} " + " ; ".join(" ".join(a) for a in m.selections(args.baseline)))

@@ -154,7 +154,7 @@ MUTANTS = [
     Mutant("memorization_splits_swapped", "evaluators.py",
            '("train_clean", ~corrupted), ("train_corrupted", corrupted)',
            '("train_clean", corrupted), ("train_corrupted", ~corrupted)',
-           "train_clean and train_corrupted accuracies swapped", f"{DATA}:redrawn"),
+           "train_clean and train_corrupted accuracies swapped", f"{DATA}:redrawn", "memorization"),
     Mutant("corruption_mean_severity_1", "evaluators.py", "for a in accs.get(name, [])]",
            "for a in accs.get(name, [])[:1]]", "the corruption mean uses severity 1 only", f"{CORR}:mean"),
     Mutant("corruption_mean_with_extras", "evaluators.py", '(STANDARD_CORRUPTIONS, "mean")',
@@ -162,7 +162,7 @@ MUTANTS = [
            f"{CORR}:mean"),
     Mutant("corruption_severity_shift", "evaluators.py", "corrupt(x_u8[i:i + batch_size], name, s,",
            "corrupt(x_u8[i:i + batch_size], name, s - 1,", "the row labelled severity s holds severity s - 1",
-           f"{CORR}:computed_corruption_rows or on_digits"),
+           f"{CORR}:computed_corruption_rows or on_digits", "severity_s"),
     # -------------------------------------------------------------------------------------------- checks
     Mutant("check_eps0_tolerant", "checks.py", "abs(curve[0.0] - clean) <= 1e-9", "abs(curve[0.0] - clean) <= TOL",
            "the eps-0 check lets a point of difference pass", f"{NUM}:check", "check"),
@@ -188,7 +188,7 @@ MUTANTS = [
     Mutant("val_split_unseeded_by_run", "data.py", "default_rng([seed, 7])", "default_rng(7)",
            "every seed holds out the same images", f"{DATA}:validation_split"),
     Mutant("subset_smallest_remainder", "data.py", "-(quota - take)))", "(quota - take)))",
-           "the extra images go to the smallest remainders", f"{SUB}:attack_subset"),
+           "the extra images go to the smallest remainders", f"{SUB}:attack_subset", "remainders"),
     Mutant("subset_unseeded", "data.py", "rng = np.random.default_rng(seed)\n    picked",
            "rng = np.random.default_rng()\n    picked", "each run attacks other images", f"{SUB}:attack_subset"),
     Mutant("subset_n_equals_len", "data.py", "if n <= 0 or n >= len(y):", "if n <= 0 or n > len(y):",
@@ -206,7 +206,8 @@ MUTANTS = [
     Mutant("compare_diff_reversed", "compare.py", '"diff": xb.mean() - xa.mean()', '"diff": xa.mean() - xb.mean()',
            "the difference A - B", f"{CCR}:aligns"),
     Mutant("compare_std_ddof0", "compare.py", '"base_std": xa.std(ddof=1)', '"base_std": xa.std(ddof=0)',
-           "the base side's std without Bessel's correction", f"{CCR}:compare_two_own_models or aligns"),
+           "the base side's std without Bessel's correction", f"{CCR}:compare_two_own_models or aligns",
+           "sample_std"),
     Mutant("paired_reversed", "compare.py", "d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)",
            "d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)", "the paired interval of A - B",
            f"{CCR}:paired"),
@@ -215,7 +216,8 @@ MUTANTS = [
     Mutant("claims_holds_on_upper_end", "claims.py", '"holds" if s_lo > margin', '"holds" if s_hi > margin',
            "an interval straddling zero holds the direction", f"{CCR}:inconclusive"),
     Mutant("claims_tolerance_or", "claims.py", "<= tol and abs(", "<= tol or abs(",
-           "one number within tolerance suffices for 'reproduced'", f"{CCR}:setting_gives or reproduced"),
+           "one number within tolerance suffices for 'reproduced'", f"{CCR}:setting_gives or reproduced",
+           "both_numbers"),
     Mutant("claims_attack_acc_not_err", "claims.py", "v = 100 * (1 - adv.iloc[0])", "v = 100 * adv.iloc[0]",
            "adversarial error read as accuracy", f"{CCR}:attack_added or planted"),
     Mutant("claims_added_err_sign", "claims.py", "v -= 100 * (1 - ref.iloc[0])", "v += 100 * (1 - ref.iloc[0])",
@@ -246,7 +248,7 @@ MUTANTS = [
     Mutant("impulse_salt_bias", "corruptions/noise.py", "rng.random(x.shape) < 0.5", "rng.random(x.shape) < 0.7",
            "more salt than pepper", f"{CORR}:noise_corruptions"),
     Mutant("luma_equal_weights", "corruptions/__init__.py", "np.array([0.299, 0.587, 0.114])",
-           "np.array([0.333, 0.334, 0.333])", "grey images back as the plain mean", f"{CORR}:grey_images"),
+           "np.array([0.333, 0.334, 0.333])", "grey images back as the plain mean", f"{CORR}:grey_images", "luma"),
     Mutant("uint8_rounded", "corruptions/__init__.py", "out = np.nan_to_num(out, nan=0.0).astype(np.uint8)",
            "out = np.rint(np.nan_to_num(out, nan=0.0)).astype(np.uint8)", "pixels rounded, not truncated as np.uint8",
            f"{CORR}:truncated"),
@@ -287,14 +289,15 @@ def pytest_run(args: tuple[str, ...], timeout: float) -> tuple[str, str]:
     return {0: "survived", 1: "killed"}.get(proc.returncode, "error"), tail
 
 
-def run_one(m: Mutant, timeout: float, baseline: bool) -> tuple[str, float, str]:
-    """Apply the mutant, run its selections until one kills it, restore the file whatever happens."""
+def run_one(m: Mutant, timeout: float, baseline: bool) -> tuple[str, float, str, str]:
+    """Apply the mutant, run its selections until one kills it, restore the file whatever happens. Returns the
+    status, seconds, pytest's last line and the selection that decided (the last one run)."""
     path = ROOT / PKG / m.file
     original = path.read_text()
     if original.count(m.old) != 1:
-        return "error", 0.0, f"the snippet occurs {original.count(m.old)} times in {m.file}"
+        return "error", 0.0, f"the snippet occurs {original.count(m.old)} times in {m.file}", ""
     start = time.monotonic()
-    status, tail = "survived", ""
+    status, tail, args = "survived", "", ()
     try:
         path.write_text(original.replace(m.old, m.new))
         pyc_clear(path)
@@ -305,7 +308,7 @@ def run_one(m: Mutant, timeout: float, baseline: bool) -> tuple[str, float, str]
     finally:
         path.write_text(original)
         pyc_clear(path)
-    return status, time.monotonic() - start, tail
+    return status, time.monotonic() - start, tail, " ".join(args)
 
 
 def library_clean() -> bool:
@@ -339,18 +342,17 @@ def main(argv: list[str] | None = None) -> int:
     counts: dict[str, int] = {}
     lines = []
     for m in chosen:
-        status, secs, tail = run_one(m, args.timeout, args.baseline)
+        status, secs, tail, by = run_one(m, args.timeout, args.baseline)
         counts[status] = counts.get(status, 0) + 1
         note = " (equivalent)" if status == "survived" and m.name in EQUIVALENT else ""
-        by = f"tests/{M} -k {m.added!r}" if m.added and not args.baseline else m.tests
-        lines.append(f"| {m.name} | {m.file} | {m.what} | {status}{note} | {by} | {secs:.0f} s |")
+        lines.append(f"| {m.name} | {m.file} | {m.what} | {status}{note} | `{by}` | {secs:.0f} s |")
         print(f"{status:9} {secs:5.0f}s  {m.name}: {tail}", flush=True)
     clean = library_clean()
     killed = counts.get("killed", 0)
     equivalent = [m.name for m in chosen if m.name in EQUIVALENT]
     print(f"\nkilled {killed} / {len(chosen)}; " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
           + f"; equivalent: {', '.join(equivalent) or 'none'}")
-    print("| mutant | file | bug | result | selection run last | time |\n|---|---|---|---|---|---|")
+    print("| mutant | file | bug | result | tests run last | time |\n|---|---|---|---|---|---|")
     print("\n".join(lines))
     if not clean:
         print(f"error: {PKG}/ differs from its committed text after the run", file=sys.stderr)

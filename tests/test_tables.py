@@ -89,3 +89,18 @@ def test_table3_cpu_preset_trains_a_surrogate_and_reports_both_threats(tmp_path,
     err = capsys.readouterr().err
     assert f"{sid} erm" in err and "done" in err.split(sid)[1].split("\n")[0]
     assert (out / "runs" / sid / "checkpoint.pt").exists()
+
+
+def test_the_corruption_tables_mean_is_over_the_benchmark_corruptions_only(tmp_path):
+    from robustbench_mix.config import Experiment
+    from robustbench_mix.results import to_frame
+    from robustbench_mix.tables import corruption_table
+
+    exp = Experiment(epochs=1, attacks=())
+    rows = [{"epoch": 1, "split": "test", "attack": f"corrupt:{n}:{s}", "eps": 0.0, "metric": "acc", "value": v}
+            for n, v in (("fog", 0.8), ("contrast", 0.6), ("saturate", 0.1)) for s in range(1, 6)]
+    md = corruption_table(to_frame(exp, rows, device="cpu", command="t", rev="r"), tmp_path)
+    head, line = [ln for ln in md.splitlines() if ln.startswith("| ")][:2]
+    cells = dict(zip([c.strip() for c in head.strip("|").split("|")], [c.strip() for c in line.strip("|").split("|")],
+                     strict=True))
+    assert float(cells["mean"]) == 70.0 and float(cells["extras mean"]) == 10.0  # all three would give 50

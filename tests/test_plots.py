@@ -96,4 +96,4 @@ def test_corruption_panels_share_the_accuracy_axis(figures, tmp_path):
     plots.corruption_accuracy(_runs("cifar10-jpeg-corruptions-cpu"), tmp_path / "c.png")
     (fig,) = figures
     shown = [ax for ax in fig.axes if ax.get_title()]
-    assert len(shown) == 7 and all(ax.get_ylim() == (-2, 102) for ax in shown)
+    assert len(shown) == 19 and all(ax.get_ylim() == (-2, 102) for ax in shown)

@@ -277,6 +277,7 @@ def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, prog
                                 progress=progress)
     robust = robustness_rows(model, data, exp, batch_size, surrogate, progress)
     rows = finish(rows + robust)
-    checked = robust[0]  # the checks are about the attacked images: acc_attacked_subset's
+    # the checks are about the attacked images: those acc_attacked_subset is over
+    checked = next(r for r in robust if r["metric"] == "acc_attacked_subset")
     return rows + [dict(r, n_eval=checked["n_eval"], eval_subset=checked["eval_subset"])
                    for r in check_rows(rows, exp)]

@@ -115,7 +115,6 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
     d = _targets(last_epoch(df))
     d = d[(d["metric"] == "acc") & adversarial(d) & (d["split"] == "test")]
     asked = _asked_eps(d)
-    d = d.assign(eps_255=(d["eps"] * 255).round(3))
     d = d[[e in asked[r] for r, e in zip(d["run_id"], d["eps_255"], strict=True)]]
     if d.empty:
         return None

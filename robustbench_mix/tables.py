@@ -196,7 +196,7 @@ def robust_table(df: pd.DataFrame, out: Path) -> str:
     d = d[(d["split"] == "test") & (d["metric"] == "acc") & adversarial(d)]
     if d.empty:
         return ""
-    d = d.assign(eps_255=d["eps"] * 255, acc=100 * d["value"])
+    d = d.assign(acc=100 * d["value"])  # eps_255: the results column
     t = d.pivot_table(index=["variant", "noise", "attack"], columns="eps_255", values="acc", aggfunc="mean")
     t.columns = [fmt_eps(round(c, 3)) for c in t.columns]
     atomic_write_csv(t.reset_index(), out / "robust_accuracy.csv")

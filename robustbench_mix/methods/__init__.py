@@ -94,6 +94,9 @@ class Method:
     trainable: bool = True  # False: a label for models trained elsewhere, evaluated by the suite
     default: float = 0.0  # alpha when none is given (--methods mixup): the value of the method's paper
     options: tuple[Option, ...] = ()  # named parameters besides alpha, keyword arguments of draw/apply/step
+    # trained on adversarial examples (PGD-AT, TRADES, ...): its runs get the positive-control checks
+    # (checks.py), which ask a robust model's evaluation to behave as a robust model's does
+    adversarial: bool = False
 
     @property
     def takes_alpha_flag(self) -> bool:

@@ -271,7 +271,7 @@ def precision_check(results: Path, data_dir: str, device: torch.device, samples:
         if exp.preset.endswith(SURROGATE_SUFFIX):
             continue
         data = cache.setdefault(exp.dataset, load(exp.dataset, data_dir))
-        prep_ = prepare(data, exp.noise, exp.val_fraction, exp.seed, device)
+        prep_ = prepare(data, exp.noise, exp.val_fraction, exp.seed, device, exp.train_samples)
         model = load_trained(exp, data, results / "runs" / rid)
         n = samples or len(prep_.test_y)
         x, y = prep_.test_x[:n], prep_.test_y[:n]

@@ -255,7 +255,7 @@ def with_noise_realized(frame: pd.DataFrame, exp: Experiment, own: ImageData | N
     frame = frame.copy()
     if own is not None:
         frame.loc[m, "value"] = float(prepare(own, exp.noise, exp.val_fraction, exp.seed,
-                                              torch.device("cpu")).corrupted.float().mean())
+                                              torch.device("cpu"), exp.train_samples).corrupted.float().mean())
         return frame
     frame = frame[~m].copy()
     marker = frame["metric"] == ROWS_MARKER

@@ -18,7 +18,8 @@ SCHEDULES = ("step", "cosine", "constant")
 NOT_HASHED = {"preset", "device"}
 # Fields added after results were first published, with their default: they enter the hash only when set to
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
-ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options": "", "eval_seed": None, "weights": ""}
+ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options": "", "eval_seed": None, "weights": "",
+                "train_samples": 0}
 # The same for a method's options (Experiment.method_options): an option added to a method whose runs were already
 # published, with the value that computes as those runs did, is left out of the hash at that value. An option
 # without such a value came with a change of the method's computation (CutMix's prob came with the reference's
@@ -51,6 +52,7 @@ class Experiment:
     momentum: float = 0.9
     schedule: str = "step"
     val_fraction: float = 0.0
+    train_samples: int = 0  # a class-stratified N of the training images (data.prepare), the same for every seed; 0 = all
     attacks: tuple[str, ...] = ("fgsm", "pgd")
     eps: tuple[float, ...] = (2.0, 8.0)
     attack_steps: int = 10
@@ -213,8 +215,9 @@ def with_list_flags(exp: Experiment, args) -> Experiment:
     """The evaluation's list flags (--attacks, --eps, --corruptions), where given, applied to ``exp``."""
     from .corruptions import expand
 
-    if args.attacks is not None:
-        exp = replace(exp, attacks=tuple(split_list(args.attacks, "--attacks")))
+    if args.attacks is not None:  # 'none': clean metrics and curves only (as the Table 2 presets)
+        none = str(args.attacks).strip() == "none"
+        exp = replace(exp, attacks=() if none else tuple(split_list(args.attacks, "--attacks")))
     if args.eps is not None:
         exp = replace(exp, eps=parse_eps(args.eps))
     if args.corruptions is not None:
@@ -275,6 +278,7 @@ def validate(exp: Experiment) -> None:
         (0 <= exp.momentum < 1, f"momentum {exp.momentum} is outside [0, 1)"),
         (exp.schedule in SCHEDULES, unknown("schedule", exp.schedule, list(SCHEDULES))),
         (0 <= exp.val_fraction < 1, f"validation fraction {exp.val_fraction} is outside [0, 1)"),
+        (exp.train_samples >= 0, f"train samples {exp.train_samples} must be >= 0 (0 = the whole training set)"),
         (exp.attack_steps >= 1, f"attack steps {exp.attack_steps} must be at least 1"),
         (exp.attack_step_size is None or exp.attack_step_size > 0,
          f"attack step size {exp.attack_step_size} must be positive (in /255 units)"),
@@ -448,6 +452,9 @@ TABLE2_BY_NOISE = (
     (0.5, _table2_variants(32.0, 0.8, (8.0, 0.3))),
     (0.8, _table2_variants(32.0, 0.8, (8.0, 0.3))),
 )
+# The CPU presets on real CIFAR-10 images: ERM and mixup at the paper's alpha for each rate (no dropout columns:
+# they would double the CPU time)
+CPU_TABLE2_BY_NOISE = tuple((p, vs[::2]) for p, vs in TABLE2_BY_NOISE if p in (0.2, 0.5))
 TABLE3_ATTACKS = ("fgsm", "ifgsm", "pgd", "pgd_margin")
 # Every method at the parameter its paper uses on CIFAR: mixup alpha=1 (Zhang et al.), manifold mixup alpha=2
 # (Verma et al.), CutMix alpha=1 with probability 0.5 (Yun et al.), label smoothing epsilon=0.1 (Szegedy et al.);
@@ -495,6 +502,19 @@ PRESETS: dict[str, Suite] = {
               "white-box and black-box (ERM surrogate, seed 100); 3 seeds",
               replace(_paper_cifar("cifar10"), attacks=("fgsm", "ifgsm", "pgd"), eps=(4.0, 8.0), surrogate_seed=100),
               ALL_METHODS, noise=(0.0, 0.4), seeds=(0, 1, 2)),
+        Suite("cifar10-cpu-table2", "Table 2 on real CIFAR-10 images on the CPU: a class-stratified 5,000 training "
+              "images, the CPU CNN (cifar_cnn), 20 epochs; ERM vs mixup (the paper's alpha: 8 at 20%, 32 at 50% "
+              "corrupted labels), per-epoch curves; 3 seeds",
+              Experiment(dataset="cifar10", model="cifar_cnn", train_samples=5000, epochs=20, batch_size=128, lr=0.1,
+                         weight_decay=5e-4, schedule="cosine", attacks=(), eval_every=1, val_fraction=0.1),
+              (), noise=(0.2, 0.5), seeds=(0, 1, 2), by_noise=CPU_TABLE2_BY_NOISE, tables=("table2",)),
+        Suite("cifar10-cpu-table3", "Table 3's protocol on real CIFAR-10 images on the CPU: a class-stratified 10,000 "
+              "training images, the CPU CNN (cifar_cnn), 15 epochs; ERM vs mixup (alpha=1), FGSM/I-FGSM/PGD at 2 and "
+              "8/255 white-box and black-box (ERM surrogate, seed 100) on a class-stratified 1,000 test images; 3 seeds",
+              Experiment(dataset="cifar10", model="cifar_cnn", train_samples=10000, epochs=15, batch_size=128, lr=0.1,
+                         weight_decay=5e-4, schedule="cosine", attacks=("fgsm", "ifgsm", "pgd"), eps=(2.0, 8.0),
+                         surrogate_seed=100, attack_samples=1000),
+              ERM_MIXUP, seeds=(0, 1, 2), tables=("table3", "robust")),
         Suite("table3-cpu", "Table 3's protocol on digits (CPU): ERM vs mixup, FGSM/I-FGSM/PGD white-box and "
               "black-box",
               Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4,

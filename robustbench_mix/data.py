@@ -337,8 +337,14 @@ class Prepared:
     data_sha: str = ""  # the data set's fingerprint (ImageData.fingerprint), kept in checkpoints
 
 
-def prepare(data: ImageData, noise: float, val_fraction: float, seed: int, device: torch.device) -> Prepared:
-    y = data.train_y.numpy()
+def prepare(data: ImageData, noise: float, val_fraction: float, seed: int, device: torch.device,
+            train_samples: int = 0) -> Prepared:
+    """The run's tensors on ``device``: with ``train_samples`` > 0 a class-stratified subset of the training set
+    (the same images for every seed and method, drawn as :func:`attack_subset` draws), then its labels corrupted
+    and its validation part held out; ``corrupted_index`` indexes that subset."""
+    keep = attack_subset(data.train_y.numpy(), train_samples)
+    train_x = data.train_x if len(keep) == len(data.train_y) else data.train_x[torch.as_tensor(keep)]
+    y = data.train_y.numpy()[keep]
     noisy, mask = corrupt_labels(y, data.num_classes, noise, seed)
     tr, va = validation_split(len(y), val_fraction, seed)
 
@@ -346,11 +352,11 @@ def prepare(data: ImageData, noise: float, val_fraction: float, seed: int, devic
         return torch.as_tensor(a).to(device)
 
     return Prepared(
-        train_x=dev(data.train_x[tr]),
+        train_x=dev(train_x[tr]),
         train_y=dev(noisy[tr]),
         train_true_y=dev(y[tr]),
         corrupted=dev(mask[tr]),
-        val_x=dev(data.train_x[va]),
+        val_x=dev(train_x[va]),
         val_y=dev(noisy[va]),
         test_x=dev(data.test_x),
         test_y=dev(data.test_y),

@@ -56,7 +56,7 @@ def run_experiment(exp: Experiment, data: ImageData, *, run_dir: Path | None,
     device = resolve_device(exp.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: pick each convolution's fastest kernel once
-    prepared = prepare(data, exp.noise, exp.val_fraction, exp.seed, device)
+    prepared = prepare(data, exp.noise, exp.val_fraction, exp.seed, device, exp.train_samples)
     if run_dir is not None and exp.noise > 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         np.save(run_dir / "corrupted_index.npy", prepared.corrupted_index)  # which labels were replaced

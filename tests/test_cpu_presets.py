@@ -1,0 +1,95 @@
+"""The CPU presets on real CIFAR-10 images: a class-stratified training subset (train_samples), the CPU CNN,
+``--attacks none`` and the presets' grids."""
+
+import numpy as np
+import pytest
+import torch
+
+from robustbench_mix.config import Experiment, config_hash, get_preset
+from robustbench_mix.data import ImageData, prepare
+from robustbench_mix.methods import METHODS, method_for
+from robustbench_mix.models import build
+from robustbench_mix.results import load_runs
+from robustbench_mix.suite import main
+
+
+def _class_sorted(small_digits) -> ImageData:
+    order = torch.argsort(small_digits.train_y, stable=True)  # as an image folder stores them
+    return ImageData("digits", small_digits.train_x[order], small_digits.train_y[order], small_digits.test_x,
+                     small_digits.test_y, small_digits.classes, "none")
+
+
+def test_train_samples_is_a_class_stratified_subset_the_same_for_every_seed(small_digits):
+    d = _class_sorted(small_digits)
+    counts = np.bincount(d.train_y.numpy(), minlength=10)
+    a = prepare(d, 0.0, 0.0, 0, torch.device("cpu"), train_samples=100)
+    b = prepare(d, 0.0, 0.0, 5, torch.device("cpu"), train_samples=100)
+    assert len(a.train_y) == 100 and torch.equal(a.train_x, b.train_x) and torch.equal(a.train_y, b.train_y)
+    got = np.bincount(a.train_y.numpy(), minlength=10)
+    assert (np.abs(got - 100 * counts / counts.sum()) < 1).all()  # each class its share, not the first classes
+    whole = prepare(d, 0.0, 0.0, 0, torch.device("cpu"))
+    assert len(whole.train_y) == len(d.train_y)
+    # each subset image is one of the training images with its own label
+    flat = {(bytes(x.numpy().tobytes()), int(y)) for x, y in zip(d.train_x, d.train_y, strict=True)}
+    assert all((bytes(x.numpy().tobytes()), int(y)) in flat for x, y in zip(a.train_x, a.train_true_y, strict=True))
+
+
+def test_train_samples_labels_are_corrupted_within_the_subset(small_digits):
+    p = prepare(_class_sorted(small_digits), 0.5, 0.2, 1, torch.device("cpu"), train_samples=200)
+    assert len(p.train_y) + len(p.val_y) == 200
+    assert 0.35 < p.corrupted.float().mean().item() < 0.55  # 50% resampled among 10 classes: ~45% change
+    assert torch.equal(p.corrupted, p.train_y != p.train_true_y)
+    assert p.corrupted_index.max() < 200  # indexes the subset
+
+
+def test_train_samples_enters_the_run_id_only_when_set():
+    base = Experiment()
+    assert config_hash(base) == config_hash(Experiment(train_samples=0))
+    assert config_hash(Experiment(train_samples=100)) not in (config_hash(base), config_hash(Experiment(
+        train_samples=200)))
+
+
+@pytest.mark.parametrize("value,message", [("-5", "train samples -5 must be >= 0"),
+                                           ("100000", "--train-samples 100000 is larger than the training set")])
+def test_bad_train_samples_are_refused_before_training(value, message, tmp_path, capsys):
+    assert main(["--train-samples", value, "--epochs", "1", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "runs.csv").exists()
+
+
+def test_attacks_none_trains_and_writes_no_attack_rows(tmp_path):
+    out = tmp_path / "o"
+    assert main(["--methods", "erm", "--noise", "0", "--epochs", "1", "--train-samples", "300", "--attacks", "none",
+                 "--out", str(out), "--no-progress"]) == 0
+    df = load_runs(out / "runs.csv")
+    assert set(df["attack"]) <= {"none", "check"} and (df["metric"] == "acc").any()  # no attack rows
+    assert '"train_samples":300' in df["config"].iloc[0]
+
+
+def test_cifar_cnn_on_both_image_sizes_and_its_mixing_points():
+    for shape in ((3, 32, 32), (1, 8, 8)):
+        model = build("cifar_cnn", in_shape=shape, num_classes=10, mean=(0.5,) * shape[0], std=(0.25,) * shape[0])
+        x = torch.rand(4, *shape)
+        assert model(x).shape == (4, 10)
+        names = dict(model.named_modules())
+        assert all(p is None or isinstance(names[p], torch.nn.MaxPool2d) for p in model.mix_points)
+    # manifold mixup mixes at each of its three points and trains
+    exp = Experiment(model="cifar_cnn", method="manifold_mixup", alpha=2.0)
+    m = method_for(exp, (32, 32))
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        loss = m.loss(model, x, torch.arange(4), 10, *m.draw(4, 2.0, rng, None, x.device))
+        assert torch.isfinite(loss)
+    assert METHODS.get("manifold_mixup").mixes_hidden
+
+
+def test_the_cpu_cifar_presets_grids():
+    t2 = get_preset("cifar10-cpu-table2").expand()
+    assert len(t2) == 12 and {r.seed for r in t2} == {0, 1, 2}
+    assert {(r.noise, r.method, r.alpha) for r in t2} == {(0.2, "erm", 0.0), (0.2, "mixup", 8.0),
+                                                          (0.5, "erm", 0.0), (0.5, "mixup", 32.0)}
+    assert all(r.train_samples == 4000 and r.model == "cifar_cnn" and r.attacks == () and r.eval_every == 1
+               for r in t2)
+    t3 = get_preset("cifar10-cpu-table3").expand()
+    assert len(t3) == 6 and {(r.method, r.alpha) for r in t3} == {("erm", 0.0), ("mixup", 1.0)}
+    assert all(r.surrogate_seed == 100 and r.attack_samples == 500 and r.eps == (2.0, 8.0) for r in t3)

@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .config import PRECISIONS, Experiment, RunOptions, split_list
+from .config import PRECISIONS, Experiment, RunOptions, parse_method, split_list
 from .data import AUGMENTATIONS, Prepared, augment_for
+from .errors import UsageError
 from .evaluators import attack_correct, autocast_for, prep
 from .methods import METHODS
 from .models import build
@@ -128,7 +129,10 @@ def suite_trainer(model_name, shape, classes, batch, steps, device, method, comp
     data = Prepared(train_x=x, train_y=y, train_true_y=y, corrupted=torch.zeros_like(y, dtype=torch.bool),
                     val_x=empty, val_y=y[:0], test_x=x[:batch], test_y=y[:batch], num_classes=classes,
                     augment=augment_for(shape), corrupted_index=np.arange(0))
-    exp = Experiment(model=model_name, method=method, alpha=1.0 if METHODS.get(method).uses_alpha else 0.0, epochs=2,
+    name, value, options = parse_method(method)  # any --methods item: 'pgd_at:steps=5', 'trades:6'
+    m = METHODS.get(name)
+    alpha = (m.default if value is None else value) if m.uses_alpha else 0.0
+    exp = Experiment(model=model_name, method=name, alpha=alpha, method_options=options, epochs=2,
                      batch_size=batch, lr=0.01, schedule="constant", attacks=())
     model = bench_model(model_name, shape, classes, device, channels_last=device.type == "cuda")
     ends: list[float] = []
@@ -308,7 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attack-steps", type=int, default=10)
     p.add_argument("--workers", type=int, default=None,
                    help="the recipe's DataLoader workers (default 8 on CUDA, enough to keep the GPU busy; 4 on CPU)")
-    p.add_argument("--method", default="erm", help="the suite trainer's method (erm or mixup)")
+    p.add_argument("--method", default="erm", help="the suite trainer's method, as a --methods item (erm, mixup:1, "
+                   "pgd_at:steps=5, ...): what an epoch of adversarial training costs against ERM")
     p.add_argument("--compile", action="store_true", help="also time the suite's trainer under torch.compile")
     p.add_argument("--compile-mode", default="default",
                    choices=("default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"),
@@ -336,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = parts - set(allowed)
     if bad:
         p.error(f"--parts: unknown {', '.join(sorted(bad))} (allowed: {', '.join(allowed)})")
+    try:
+        parse_method(args.method)
+    except UsageError as e:
+        p.error(f"--method: {e}")
     device = resolve_device(args.device)
     cuda = device.type == "cuda"
     out = Path(args.out)

@@ -194,11 +194,12 @@ def check_runs(runs: list[Experiment], args) -> None:
             raise UsageError(f"{flag} {v} must be at least 1")
     check_speed_options(args.compile, args.cuda_graphs)  # before any training, as every check here
     if args.compile or args.cuda_graphs:
-        eager_only = sorted({r.method for r in runs if not METHODS.get(r.method).graphable})
+        eager_only = {r.method: METHODS.get(r.method).graph_reason for r in runs if not METHODS.get(r.method).graphable}
         if eager_only:
-            raise UsageError(f"method(s) {', '.join(eager_only)} cannot run inside --compile or --cuda-graphs (each "
-                             "step hooks a randomly chosen layer); run them without those flags, or run the "
-                             "other methods with them in a separate command")
+            why = "; ".join(f"{m}: {reason}" for m, reason in sorted(eager_only.items()))
+            raise UsageError(f"method(s) {', '.join(sorted(eager_only))} cannot run inside --compile or --cuda-graphs "
+                             f"({why}); run them without those flags, or run the other methods with them in a "
+                             "separate command")
 
 
 def check_sizes(exp: Experiment, data: ImageData) -> None:

@@ -60,8 +60,8 @@ def test_bad_eps_text_is_rejected(text):
     ("eps", (300.0,), "epsilon 300/255 is outside"),
     ("attack_steps", 0, "attack steps 0 must be at least 1"),
     ("model", "cnnn", "unknown model 'cnnn'; known: .*(did you mean 'cnn'\\?)"),
-    ("method", "mixpu", "unknown method 'mixpu'; known: cutmix, erm, external, label_smoothing, manifold_mixup, mixup "
-                        ".did you mean 'mixup'"),
+    ("method", "mixpu", "unknown method 'mixpu'; known: cutmix, erm, external, label_smoothing, manifold_mixup, mixup, "
+                        "mixup_at, pgd_at, trades .did you mean 'mixup'"),
     ("attacks", ("pgdd",), "unknown attack 'pgdd'.*did you mean 'pgd'"),
     ("schedule", "linear", "unknown schedule 'linear'; known: step, cosine, constant"),
     ("device", "tpu", "device 'tpu' is not one of"),

@@ -36,11 +36,14 @@ def values(rows):
 
 @pytest.mark.parametrize("method,alpha,checkpoint_every,stop", [
     ("mixup", 1.0, 1, 2), ("mixup", 1.0, 2, 3), ("manifold_mixup", 2.0, 1, 2), ("cutmix", 1.0, 1, 3),
-    ("label_smoothing", 0.1, 2, 3)])
+    ("label_smoothing", 0.1, 2, 3), ("pgd_at:steps=2", 0.0, 1, 2), ("trades:steps=2", 6.0, 2, 3),
+    ("mixup_at:steps=2", 1.0, 1, 3)])
 def test_interrupted_run_resumes_to_identical_numbers(small_digits, tiny_exp, tmp_path, method, alpha,
                                                       checkpoint_every, stop):
     # a method + dropout + noise + curves: every source of randomness the trainer has
-    exp = replace(tiny_exp, method=method, alpha=alpha, dropout=0.2, noise=0.4, epochs=5, eval_every=1)
+    method, _, options = method.partition(":")
+    exp = replace(tiny_exp, method=method, alpha=alpha, dropout=0.2, noise=0.4, epochs=5, eval_every=1,
+                  method_options=options)
     ref = run_experiment(exp, small_digits, run_dir=tmp_path / "ref", options=QUIET)
     with pytest.raises(Interrupted):
         run_experiment(exp, small_digits, run_dir=tmp_path / "a",

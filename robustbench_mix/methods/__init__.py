@@ -13,7 +13,8 @@ graph of the step (``graphable``): the graph's draws are made outside it and pas
 when none is given, ``check`` what values it allows). Further parameters are named :class:`Option` s (CutMix's
 ``prob``, manifold mixup's ``loss``): a run holds them as text (``Experiment.method_options``, e.g.
 ``prob=0.5``), and :meth:`Method.bind` hands their values, and the image size, to the draw, apply and step
-functions that take them as keyword arguments. The families live in ``mixing.py`` and ``smoothing.py``.
+functions that take them as keyword arguments. The families live in ``mixing.py``, ``smoothing.py`` and
+``adversarial.py``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ class Method:
     param: str = "α"  # how the label names alpha
     step: Callable[..., torch.Tensor] | None = None  # (model, x, y, num_classes, *draws) -> loss, see loss()
     graphable: bool = True  # can run inside --cuda-graphs and --compile
+    graph_reason: str = ""  # why not, for the error that refuses it
     mixes_hidden: bool = False  # needs the model's three mixing points (models.MIX_POINTS)
     check: Callable[[float], str | None] = _no_problem  # what is wrong with alpha, if anything
     trainable: bool = True  # False: a label for models trained elsewhere, evaluated by the suite
@@ -210,6 +212,7 @@ erm = METHODS.register("erm")(Method(no_draws, erm_apply, title="ERM"))
 METHODS.register("external")(Method(no_draws, erm_apply, title="external", trainable=False))
 
 # the families register themselves on import; their names stay importable from here
+from .adversarial import mixup_at, pgd_at, trades  # noqa: E402
 from .mixing import (  # noqa: E402
     beta_check,
     cutmix,
@@ -233,5 +236,6 @@ __all__ = [
     "LEGACY", "METHODS", "LossFn", "Method", "Option", "beta_check", "canonical_options", "cutmix", "cutmix_apply",
     "cutmix_box", "cutmix_draw", "cutmix_mask", "erm", "erm_apply", "format_option", "label_smoothing",
     "manifold_draw", "manifold_mixup", "manifold_step", "method_for", "mix", "mixed_bce", "mixup", "mixup_apply",
-    "mixup_draw", "mixup_lambda", "no_draws", "run_label", "smoothing_apply", "smoothing_draw",
+    "mixup_at", "mixup_draw", "mixup_lambda", "no_draws", "pgd_at", "run_label", "smoothing_apply", "smoothing_draw",
+    "trades",
 ]

@@ -104,6 +104,7 @@ MANIFOLD_LOSS = Option(
     "code, binary cross-entropy of the softmax against the mixed one-hot target", choices=tuple(MIXED_LOSSES))
 manifold_mixup = METHODS.register("manifold_mixup")(Method(
     manifold_draw, uses_alpha=True, title="manifold mixup", step=manifold_step, graphable=False, mixes_hidden=True,
+    graph_reason="each step hooks a randomly chosen layer",
     check=beta_check, default=2.0, options=(MANIFOLD_LOSS,)))
 
 

@@ -1,0 +1,118 @@
+"""Adversarial training: PGD-AT (Madry et al., ICLR 2018), TRADES (Zhang et al., ICML 2019) and mixup on
+adversarial examples (interpolated adversarial training, Lamb et al., AISec 2019), each one step function.
+
+Every step crafts its adversarial examples with the suite's own attacks (``attacks.pgd``, ``attacks.project``)
+in [0, 1] pixel space, with the model in eval mode and its parameters frozen (:func:`attacks.frozen_eval`):
+batch-norm statistics are neither used from the batch nor updated by the search, as in TRADES' reference code
+(``model.eval()`` before the attack, ``model.train()`` after). Madry et al.'s TensorFlow code searched in
+training mode; the difference is small and documented here rather than hidden. The update itself runs in the
+trainer's mode (train). The random starts use torch's global generator, which the checkpoint holds, so a
+resumed run draws what an uninterrupted one would.
+
+Options (``--methods pgd_at:eps=8:steps=10:step_size=2``) are in /255 units, like ``--eps``: ``eps`` the
+training radius (L-infinity), ``steps`` the attack's iterations, ``step_size`` its signed step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..attacks import frozen_eval, pgd, project
+from . import METHODS, Method, Option, no_draws
+from .mixing import beta_check, mixed_ce, mixup_draw
+
+GRAPH_REASON = "each step runs an attack with its own forward and backward passes before the update"
+
+
+def _positive(name: str):
+    return lambda v: None if v > 0 else f"{name}={v:g} must be positive"
+
+
+def _at_least_one(v: float) -> str | None:
+    return None if v >= 1 and v == int(v) else f"steps={v:g} must be a whole number >= 1"
+
+
+def _options(eps: float, steps: int, step_size: float) -> tuple[Option, ...]:
+    return (Option("eps", eps, "training radius, L-infinity, /255", check=_positive("eps")),
+            Option("steps", float(steps), "attack iterations per training step", check=_at_least_one),
+            Option("step_size", step_size, "the attack's signed step, /255", check=_positive("step_size")))
+
+
+def pgd_examples(model, x, y, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
+    """PGD with a uniform random start (``attacks.pgd``, cross-entropy) on the frozen model; radii in /255."""
+    with frozen_eval(model):
+        return pgd(model, x, y, eps / 255.0, steps=int(steps), step_size=step_size / 255.0).detach()
+
+
+def pgd_at_step(model, x, y, num_classes, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
+    """Madry et al. (2018): the cross-entropy on PGD examples only (their min-max objective)."""
+    x_adv = pgd_examples(model, x, y, eps=eps, steps=steps, step_size=step_size)
+    return F.cross_entropy(model(x_adv).float(), y)
+
+
+def kl_sum(adv_logits: torch.Tensor, nat_probs: torch.Tensor) -> torch.Tensor:
+    """TRADES' ``KLDivLoss(size_average=False)(log_softmax(adv), softmax(nat))``: KL(nat || adv) summed over the
+    batch and the classes."""
+    return F.kl_div(F.log_softmax(adv_logits.float(), 1), nat_probs, reduction="sum")
+
+
+def trades_examples(model, x, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
+    """TRADES' adversary: from x + 0.001 * N(0, 1), signed steps up the KL between the model's clean and
+    adversarial predictions, each projected into the eps-ball and [0, 1] (``attacks.project``)."""
+    eps, step_size = eps / 255.0, step_size / 255.0
+    with frozen_eval(model):
+        with torch.no_grad():
+            nat = F.softmax(model(x).float(), 1)
+        x_adv = x.detach() + 0.001 * torch.randn_like(x)
+        for _ in range(int(steps)):
+            x_adv.requires_grad_(True)
+            grad = torch.autograd.grad(kl_sum(model(x_adv), nat), x_adv)[0]
+            x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps).detach()
+    return x_adv
+
+
+def trades_step(model, x, y, num_classes, beta, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
+    """Zhang et al. (2019): CE(f(x), y) + beta * KL(f(x) || f(x_adv)) / batch, the gradient flowing through both
+    predictions as in the reference. The reference runs the clean forward twice (once for each term); one
+    forward gives the same outputs here (no dropout in the adversarial presets) for half the cost."""
+    x_adv = trades_examples(model, x, eps=eps, steps=steps, step_size=step_size)
+    logits = model(x).float()
+    return F.cross_entropy(logits, y) + beta * kl_sum(model(x_adv), F.softmax(logits, 1)) / len(x)
+
+
+def trades_draw(n, alpha, rng, generator, device) -> tuple[float]:
+    """No random numbers of its own (the adversary's start uses torch's generator); beta goes to the step."""
+    return (alpha,)
+
+
+def mixup_at_step(model, x, y, num_classes, lam, perm, *, eps: float, steps: float,
+                  step_size: float) -> torch.Tensor:
+    """Interpolated adversarial training (Lamb et al., 2019): the mean of mixup's loss on the clean batch and
+    on its PGD examples, both mixed with the batch's one lambda and partners (the attack runs on the unmixed
+    images, as there)."""
+    x_adv = pgd_examples(model, x, y, eps=eps, steps=steps, step_size=step_size)
+    y_b = y[perm]
+
+    def mixed_loss(inputs):
+        out = model(lam * inputs + (1.0 - lam) * inputs[perm]).float()
+        return mixed_ce(out, y, y_b, lam, num_classes)
+
+    return 0.5 * (mixed_loss(x) + mixed_loss(x_adv))
+
+
+def _beta_check(beta: float) -> str | None:
+    return None if beta >= 0 else f"beta {beta:g} is negative; TRADES' trade-off weight is >= 0"
+
+
+# Madry et al.'s CIFAR-10 radius and step (8/255, 2/255), with 10 steps as in Rice et al. (2020)
+pgd_at = METHODS.register("pgd_at")(Method(
+    no_draws, title="PGD-AT", step=pgd_at_step, graphable=False, graph_reason=GRAPH_REASON, adversarial=True,
+    options=_options(8.0, 10, 2.0)))
+# the reference's CIFAR-10 command: beta 6, eps 0.031, 10 steps of 0.007 (= 1.785/255)
+trades = METHODS.register("trades")(Method(
+    trades_draw, title="TRADES", step=trades_step, uses_alpha=True, param="β", default=6.0, check=_beta_check,
+    graphable=False, graph_reason=GRAPH_REASON, adversarial=True, options=_options(8.0, 10, 1.785)))
+mixup_at = METHODS.register("mixup_at")(Method(
+    mixup_draw, title="mixup + AT", step=mixup_at_step, uses_alpha=True, default=1.0, check=beta_check,
+    graphable=False, graph_reason=GRAPH_REASON, adversarial=True, options=_options(8.0, 10, 2.0)))

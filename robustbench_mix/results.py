@@ -21,7 +21,7 @@ from . import __version__
 
 # the atomic writes live in their own module (data and training use them too); kept importable from here
 from .atomic import atomic_file, atomic_write_bytes, atomic_write_text, temporary_name  # noqa: F401
-from .attacks import attack_norm
+from .attacks import WORST, attack_norm
 from .config import NOT_HASHED, SCHEDULES, Experiment, fmt_eps
 
 CONFIG_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
@@ -238,7 +238,7 @@ def corruption_parts(df: pd.DataFrame) -> pd.DataFrame:
 def _check_names(df: pd.DataFrame, path: Path) -> None:
     """Text columns hold only what the suite can write (so nothing a spreadsheet or a plot would interpret
     reaches a table), and each run's config is valid JSON."""
-    from .attacks import ATTACKS, WORST
+    from .attacks import ATTACKS
     from .corruptions import SOURCES
     from .data import DATASETS, split_spec
     from .methods import METHODS
@@ -494,7 +494,7 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
     """A readable table: only the config columns that vary, metrics as mean ± std (accuracies in %).
 
     Unless ``full``, only the clean metrics, memorization and the white-box accuracy under attack are shown
-    (the per-example worst case over attacks where several ran); top-5, black-box and per-attack columns
+    (per norm, the per-example worst case over its attacks where several ran); top-5, black-box and per-attack columns
     stay in summary.csv and the robust-accuracy and paper tables.
     """
     if summary.empty:
@@ -506,9 +506,10 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
     names = [c[:-5] for c in summary.columns if c.endswith(" mean")]
     if not full:
         names = [n for n in names if "top5" not in n and n != "train_clean acc" and not n.startswith("bb:")]
-        if any(n.startswith("worst ") for n in names):
-            names = [n for n in names if n.split(" ")[0] in SUMMARY_SPLITS or n.startswith("worst ")
-                     or n.startswith(CORRUPTION_PREFIXES)]
+        # per norm: its worst case where several of its attacks ran, in place of their own columns
+        worsts = {w for w in WORST if any(n.startswith(f"{w} ") for n in names)}
+        covered = {WORST[w] for w in worsts}
+        names = [n for n in names if n.split(" ")[0] in worsts or attack_norm(n.split(" ")[0]) not in covered]
     head = varying + names + ["seeds"] + (["checks failed"] if "checks failed" in summary else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():

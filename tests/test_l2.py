@@ -143,7 +143,7 @@ def test_an_l2_evaluation_writes_its_own_rows_and_passes_its_checks(l2_run):
 
 def test_l2_rows_are_their_own_columns_in_tables_and_headline(l2_run):
     from robustbench_mix.headline import headline
-    from robustbench_mix.results import summarize
+    from robustbench_mix.results import summarize, summary_markdown
     from robustbench_mix.tables import robust_table
 
     out, df = l2_run
@@ -156,7 +156,10 @@ def test_l2_rows_are_their_own_columns_in_tables_and_headline(l2_run):
     assert {"robust 8/255", "robust L2=0.25", "robust L2=1"} <= set(h.columns)
     w = df[(df["attack"] == "worst_l2") & (df["metric"] == "acc") & (df["eps"].round(6) == 0.25)]["value"].iloc[0]
     assert h["robust L2=0.25"].iloc[0] == pytest.approx(w)
-    assert "pgd_l2 L2=0.25 acc mean" in summarize(df).columns
+    summary = summarize(df)
+    assert "pgd_l2 L2=0.25 acc mean" in summary.columns
+    md = summary_markdown(summary)  # per norm: the L2 worst case; the one L-infinity attack itself
+    assert "worst_l2 L2=0.25 acc" in md and "pgd 8/255 acc" in md and "pgd_l2 L2=0.25 acc" not in md
 
 
 def test_a_runs_csv_from_before_the_norm_column_still_loads(tmp_path):

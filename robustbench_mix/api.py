@@ -55,7 +55,8 @@ def _data(data, data_dir) -> tuple[str, ImageData | None]:
                      f"DataLoader; got {type(data).__name__}")
 
 
-def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 255, 8 / 255), attack_steps: int = 10,
+def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 255, 8 / 255), eps_l2=(),
+             attack_steps: int = 10,
              attack_step_size: float | None = None, attack_samples: int = 0, attack_restarts: int = 1,
              check_eps: float = 64 / 255, attack_precision: str = "fp32", corruptions=(),
              normalize: tuple | None = None, name: str = "user:model", seed: int = 0, batch_size: int = 1000,
@@ -67,7 +68,9 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
     Epsilons (``eps``, ``check_eps``, ``attack_step_size``) are fractions of the [0, 1] pixel range, as in
     torchattacks, AutoAttack and RobustBench: ``eps=(8/255,)``, or the string ``"8/255"``; a number >= 1 (``8``)
     is refused rather than read as 8/255. (The command line and ``Experiment`` take /255 units instead.) Rows
-    write ``eps`` as that fraction and ``eps_255`` in /255 units.
+    write ``eps`` as that fraction and ``eps_255`` in /255 units. ``eps_l2``: the radii of the L2 attacks
+    (``pgd_l2``, ``fgm_l2``, ``autoattack_l2``), L2 norms of the whole perturbation in [0, 1] pixel space as they
+    are (``eps_l2=(0.5,)``, RobustBench's CIFAR-10 radius); their rows have ``norm`` L2 and no ``eps_255``.
 
     ``model`` takes images in [0, 1] (or give ``normalize=(mean, std)`` to put normalization in front of it);
     it is evaluated in eval mode, and its mode and parameters are left as found (a warning says when it was in
@@ -94,6 +97,7 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
     label, d = _data(data, data_dir)
     exp = Experiment(preset="api", dataset=label, model=name, method="external", epochs=0,
                      attacks=tuple(attacks), eps=tuple(eps_from_fraction(e) for e in _listed(eps, "eps")),
+                     eps_l2=tuple(_radius(e) for e in _listed(eps_l2, "eps_l2")),
                      attack_steps=attack_steps, attack_samples=attack_samples,
                      attack_step_size=None if attack_step_size is None
                      else eps_from_fraction(attack_step_size, "attack_step_size"),
@@ -102,6 +106,16 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
                      corruptions=expand(tuple(corruptions)), seed=0, eval_seed=seed or None)
     return evaluate_experiment(model, exp, d, normalize=normalize, batch_size=batch_size, device=device,
                                data_dir=data_dir, progress=progress)
+
+
+def _radius(value) -> float:
+    """An L2 radius as given (a number, or its text); validate() says what is allowed."""
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise UsageError(f"eps_l2={value!r} is not a number; give L2 radii in [0, 1] pixel space, e.g. eps_l2=(0.5,)")
 
 
 def _listed(value, name: str) -> tuple:

@@ -1,8 +1,12 @@
-"""L-infinity attacks in [0, 1] pixel space (the model normalizes inside), batched on the device.
+"""L-infinity and L2 attacks in [0, 1] pixel space (the model normalizes inside), batched on the device.
 
-Each attack is ``fn(model, x, y, eps, steps, step_size, loss) -> x_adv`` with ``eps`` and ``step_size``
-as fractions of the pixel range. The loops never call ``.item()``, so they queue on the GPU without host
-synchronization. ``ta:NAME`` names any torchattacks attack (optional extra ``[torchattacks]``).
+Each attack is ``fn(model, x, y, eps, steps, step_size, loss) -> x_adv``; its ``norm`` trait says which threat
+model it is. L-infinity (``fgsm``, ``ifgsm``, ``pgd``, ``pgd_margin``, ``autoattack``): ``eps`` and ``step_size``
+are fractions of the pixel range (8/255), the largest change of any one value. L2 (``fgm_l2``, ``pgd_l2``,
+``autoattack_l2``): ``eps`` is the radius of the L2 ball over all C*H*W values of an image in [0, 1] pixel space,
+RobustBench's convention (0.5 on CIFAR-10); it has no /255 form. The loops never call ``.item()``, so they
+queue on the GPU without host synchronization. ``ta:NAME`` names any torchattacks attack (optional extra
+``[torchattacks]``).
 """
 
 from __future__ import annotations
@@ -25,12 +29,14 @@ LOSSES = ("ce", "margin")
 class Attack:
     """An attack and the traits the evaluation and the sanity checks ask about: ``random_start`` (restarts
     make sense, and the gradient-masking check at a large epsilon runs it), ``iterative`` (it must be at
-    least as strong as FGSM). Calling it runs the attack."""
+    least as strong as the one-step attack of its norm), ``norm`` ("Linf" or "L2": which epsilon grid it runs
+    on and which ball the checks hold it to). Calling it runs the attack."""
 
     fn: Callable[..., torch.Tensor]
     random_start: bool
     iterative: bool
     needs: Callable[[], object] | None = None  # raises UsageError when an optional package is missing
+    norm: str = "Linf"
 
     def __call__(self, model, x, y, eps, steps=10, step_size=None, loss="ce"):
         return self.fn(model, x, y, eps, steps=steps, step_size=step_size, loss=loss)
@@ -39,10 +45,20 @@ class Attack:
 ATTACKS: Registry[Attack] = Registry("attack")
 
 
-def register_attack(name: str, *, random_start: bool, iterative: bool, needs: Callable[[], object] | None = None):
+NORMS = ("Linf", "L2")
+# the per-example worst case over the white-box attacks of each norm (rows of their own)
+WORST = {"worst": "Linf", "worst_l2": "L2"}
+# the one-step attack of each norm, which every iterative attack of that norm must beat
+ONE_STEP = {"Linf": "fgsm", "L2": "fgm_l2"}
+
+
+def register_attack(name: str, *, random_start: bool, iterative: bool, needs: Callable[[], object] | None = None,
+                    norm: str = "Linf"):
     """Register ``fn`` as attack ``name`` with its traits; the function itself stays importable."""
+    assert norm in NORMS, norm
+
     def deco(fn):
-        ATTACKS.register(name)(Attack(fn, random_start, iterative, needs))
+        ATTACKS.register(name)(Attack(fn, random_start, iterative, needs, norm))
         return fn
 
     return deco
@@ -65,6 +81,26 @@ def input_grad(model, x, y, loss: str) -> torch.Tensor:
 def project(x_adv, x, eps):
     """Back into the eps-ball around x and into [0, 1]."""
     return torch.clamp(x + torch.clamp(x_adv - x, -eps, eps), 0.0, 1.0)
+
+
+def l2_norms(v: torch.Tensor) -> torch.Tensor:
+    """Each example's L2 norm over all its values, shaped to broadcast against ``v``."""
+    return v.flatten(1).norm(p=2, dim=1).view(-1, *([1] * (v.dim() - 1)))
+
+
+def project_l2(x_adv, x, eps):
+    """Back into the L2 ball of radius eps around x (each example's perturbation scaled down, never up) and into
+    [0, 1]; clamping only moves values towards x, so the result stays in the ball. As torchattacks' PGDL2, with a
+    zero perturbation left as it is (eps 0 gives x, not 0/0)."""
+    delta = x_adv - x
+    norms = l2_norms(delta)
+    factor = torch.where(norms > 0, eps / norms, torch.ones_like(norms))
+    return torch.clamp(x + delta * torch.min(factor, torch.ones_like(norms)), 0.0, 1.0)
+
+
+def unit_l2(g: torch.Tensor) -> torch.Tensor:
+    """``g`` divided by its per-example L2 norm (+1e-10, as torchattacks, so a zero gradient stays zero)."""
+    return g / (l2_norms(g) + 1e-10)
 
 
 @register_attack("fgsm", random_start=False, iterative=False)
@@ -99,6 +135,26 @@ def pgd_margin(model, x, y, eps, steps=10, step_size=None, loss="margin"):
     """PGD on the Carlini-Wagner margin: soft-target training (mixup) can flatten CE without adding
     robustness, so report the stronger of the two (the ``worst`` rows)."""
     return _iterate(model, x, y, eps, steps, step_size, "margin", random_start=True)
+
+
+@register_attack("fgm_l2", random_start=False, iterative=False, norm="L2")
+def fgm_l2(model, x, y, eps, steps=1, step_size=None, loss="ce"):
+    """The fast gradient method in L2 (Goodfellow et al., 2015; Miyato et al., 2016): one step of L2 length eps
+    along the gradient, the one-step baseline every iterative L2 attack must beat."""
+    return torch.clamp(x + eps * unit_l2(input_grad(model, x, y, loss)), 0.0, 1.0).detach()
+
+
+@register_attack("pgd_l2", random_start=True, iterative=True, norm="L2")
+def pgd_l2(model, x, y, eps, steps=10, step_size=None, loss="ce"):
+    """PGD in L2 (Madry et al., 2018), exactly torchattacks' PGDL2: a random start at a normal direction scaled to
+    radius uniform(0, 1) * eps, then steps of L2 length step_size along the normalized gradient, each projected
+    back into the ball and the box. The same RNG draws in the same order, so a seeded run equals PGDL2's."""
+    delta = torch.empty_like(x).normal_()
+    r = torch.zeros_like(l2_norms(delta)).uniform_(0, 1)
+    x_adv = torch.clamp(x + delta * (r / l2_norms(delta) * eps), 0.0, 1.0).detach()
+    for _ in range(steps):
+        x_adv = project_l2(x_adv + step_size * unit_l2(input_grad(model, x_adv, y, loss)), x, eps).detach()
+    return x_adv
 
 
 def check_attack_name(name: str) -> None:
@@ -143,7 +199,20 @@ def get_attack(name: str) -> Attack:
         return ATTACKS.get(name)
     params = inspect.signature(torchattacks_class(name[3:])).parameters
     random_start = "random_start" in params and params["random_start"].default is True
-    return Attack(_torchattacks_fn(name[3:]), random_start=random_start, iterative="steps" in params)
+    return Attack(_torchattacks_fn(name[3:]), random_start=random_start, iterative="steps" in params,
+                  norm=attack_norm(name))
+
+
+def attack_norm(attack: str) -> str:
+    """The threat model of a results row's attack: "Linf" or "L2" for an attack (white-box, ``bb:`` black-box, the
+    ``worst`` / ``worst_l2`` cases), "" for anything else (clean, checks, corruptions). A torchattacks attack is
+    L2 when its class name says so (``ta:PGDL2``), else L-infinity."""
+    name = attack.removeprefix("bb:")
+    if name in WORST:
+        return WORST[name]
+    if name.startswith("ta:"):
+        return "L2" if "L2" in name[3:] else "Linf"
+    return ATTACKS.get(name).norm if name in ATTACKS else ""
 
 
 def default_step_size(eps: float, steps: int) -> float:
@@ -199,14 +268,14 @@ AUTOATTACK_TARGETS = 9
 DLR_TARGETED_MIN_CLASSES = 4
 
 
-def autoattack_for(model, eps: float, num_classes: int, device):
+def autoattack_for(model, eps: float, num_classes: int, device, norm: str = "Linf"):
     """The standard AutoAttack, adapted where a class count below 10 makes it fail: APGD-T and FAB-T target the
     ``num_classes - 1`` other classes (the standard version asks for 9, more than exist), and with fewer than 4
     classes APGD-T is left out, since its targeted DLR loss needs 4 logits (pyautoattack's own class-count check
     says both, then raises an IndexError). With 10 or more classes it is the standard version unchanged."""
     kind = torch.device(device).type
     dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
-    adversary = autoattack_class()(_Float32Logits(model, kind, dtype), eps=eps, norm="Linf", version="standard",
+    adversary = autoattack_class()(_Float32Logits(model, kind, dtype), eps=eps, norm=norm, version="standard",
                                    device=device, seed=0)
     adversary.verbose = False
     targets = min(AUTOATTACK_TARGETS, num_classes - 1)
@@ -216,6 +285,17 @@ def autoattack_for(model, eps: float, num_classes: int, device):
     return adversary
 
 
+def _run_autoattack(model, x, y, eps, norm):
+    if eps == 0:
+        return x.clone()
+    with torch.no_grad():
+        num_classes = model(x[:1]).shape[1]
+    adversary = autoattack_for(model, eps, num_classes, x.device, norm)
+    with torch.autocast(x.device.type, enabled=False):
+        x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(x))
+    return x_adv.detach()
+
+
 @register_attack("autoattack", random_start=False, iterative=True, needs=autoattack_class)
 def autoattack(model, x, y, eps, steps=10, step_size=None, loss="ce"):
     """The standard L-infinity AutoAttack (Croce & Hein, ICML 2020: APGD-CE, APGD-T, FAB-T and Square with
@@ -223,11 +303,11 @@ def autoattack(model, x, y, eps, steps=10, step_size=None, loss="ce"):
     restarts (``steps``, ``step_size`` and ``--attack-restarts`` do not apply); about 100x a PGD-10 on robust
     points, far less on points the first attack breaks. Data with fewer than 10 classes: see
     :func:`autoattack_for`."""
-    if eps == 0:
-        return x.clone()
-    with torch.no_grad():
-        num_classes = model(x[:1]).shape[1]
-    adversary = autoattack_for(model, eps, num_classes, x.device)
-    with torch.autocast(x.device.type, enabled=False):
-        x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(x))
-    return x_adv.detach()
+    return _run_autoattack(model, x, y, eps, "Linf")
+
+
+@register_attack("autoattack_l2", random_start=False, iterative=True, needs=autoattack_class, norm="L2")
+def autoattack_l2(model, x, y, eps, steps=10, step_size=None, loss="ce"):
+    """The standard AutoAttack in its L2 threat model (``eps`` an L2 radius, 0.5 on CIFAR-10 as RobustBench), as
+    :func:`autoattack` otherwise."""
+    return _run_autoattack(model, x, y, eps, "L2")

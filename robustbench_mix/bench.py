@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .attacks import attack_norm
 from .config import PRECISIONS, Experiment, RunOptions, parse_method, split_list
 from .data import AUGMENTATIONS, Prepared, augment_for
 from .errors import UsageError
@@ -279,7 +280,7 @@ def precision_check(results: Path, data_dir: str, device: torch.device, samples:
         model = load_trained(exp, data, results / "runs" / rid)
         n = samples or len(prep_.test_y)
         x, y = prep_.test_x[:n], prep_.test_y[:n]
-        for attack in exp.attacks:
+        for attack in [a for a in exp.attacks if attack_norm(a) == "Linf"]:  # the records are in /255 units
             for e in exp.eps:
                 rec = {"run_id": rid, "method": exp.method, "alpha": exp.alpha, "attack": attack, "eps_255": e,
                        "samples": n}

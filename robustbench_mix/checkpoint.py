@@ -118,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     a("--attacks", help="attacks (default: the run's own, or fgsm,pgd)")
     a("--eps", help="epsilons in /255 units, 8/255 or 8 (a bare number below 1 is refused as ambiguous; default: the "
       "run's own, or 2,8)")
+    a("--eps-l2", help="radii of the L2 attacks, plain L2 norms in [0, 1] pixel space, e.g. 0.25,0.5 (default: the "
+      "run's own)")
     a("--attack-samples", type=int, help="attack a class-stratified N of the test images, the same for every model "
       "(0 = all; default: the run's own, or 1000)")
     a("--corruptions", help="computed common corruptions, e.g. all or gaussian_noise,contrast")

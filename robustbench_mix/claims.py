@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .attacks import attack_norm
 from .compare import paired_ci, welch_ci
 from .config import SURROGATE_SUFFIX
 from .errors import UsageError
@@ -63,7 +64,8 @@ def run_values(runs: pd.DataFrame, quantity: str, claim: dict) -> dict[str, floa
         elif quantity in ("attack_err", "attack_added_err"):
             metric = "top5_acc" if claim.get("k", 1) == 5 else "acc"
             adv = last[(last["attack"] == claim["attack"]) & (last["metric"] == metric)
-                       & (np.isclose(last["eps"] * 255, claim["eps"], atol=1e-3))]["value"]
+                       & (np.isclose(last["eps"] * (1 if attack_norm(claim["attack"]) == "L2" else 255),
+                                     claim["eps"], atol=1e-3))]["value"]  # an L2 claim gives its radius
             v = 100 * (1 - adv.iloc[0]) if len(adv) else np.nan
             if quantity == "attack_added_err":
                 # the clean side at the attacks' precision and on the attacked images, as the eps-0 check

@@ -19,7 +19,7 @@ NOT_HASHED = {"preset", "device"}
 # Fields added after results were first published, with their default: they enter the hash only when set to
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
 ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options": "", "eval_seed": None, "weights": "",
-                "train_samples": 0}
+                "train_samples": 0, "eps_l2": ()}
 # The same for a method's options (Experiment.method_options): an option added to a method whose runs were already
 # published, with the value that computes as those runs did, is left out of the hash at that value. An option
 # without such a value came with a change of the method's computation (CutMix's prob came with the reference's
@@ -55,6 +55,8 @@ class Experiment:
     train_samples: int = 0  # a class-stratified N of the training images (data.prepare), the same for all seeds; 0: all
     attacks: tuple[str, ...] = ("fgsm", "pgd")
     eps: tuple[float, ...] = (2.0, 8.0)
+    # the L2 attacks' radii (pgd_l2, fgm_l2, autoattack_l2): plain L2 norms in [0, 1] pixel space, not /255
+    eps_l2: tuple[float, ...] = ()
     attack_steps: int = 10
     attack_step_size: float | None = None  # /255; None means 2.5 * eps / steps (Madry et al.)
     attack_samples: int = 0  # a class-stratified N of the test images are attacked (data.attack_subset); 0 = all
@@ -204,6 +206,26 @@ def eps_from_fraction(value, name: str = "eps") -> float:
     return round(v * 255, 6)
 
 
+L2_UNITS = ("L2 radii are plain numbers, the L2 norm of the whole perturbation in [0, 1] pixel space (RobustBench's "
+            "0.5 on CIFAR-10), never /255")
+
+
+def parse_eps_l2(text: str, flag: str = "--eps-l2") -> tuple[float, ...]:
+    """'0.25,0.5' -> (0.25, 0.5): the L2 attacks' radii as they are (no /255 form, see L2_UNITS)."""
+    out = []
+    for part in split_list(text, flag):
+        if "/" in part:
+            raise UsageError(f"{flag} {part!r}: {L2_UNITS}; e.g. {flag} 0.25,0.5")
+        try:
+            v = float(part)
+        except ValueError:
+            raise UsageError(f"{flag} {part!r} is not a number; {L2_UNITS}, e.g. {flag} 0.25,0.5") from None
+        if not math.isfinite(v) or v < 0:
+            raise UsageError(f"{flag} {part!r} must be a finite number >= 0; {L2_UNITS}")
+        out.append(v)
+    return tuple(out)
+
+
 def split_list(text: str, flag: str) -> list[str]:
     parts = [p.strip() for p in str(text).split(",") if p.strip()]
     if not parts:
@@ -212,7 +234,7 @@ def split_list(text: str, flag: str) -> list[str]:
 
 
 def with_list_flags(exp: Experiment, args) -> Experiment:
-    """The evaluation's list flags (--attacks, --eps, --corruptions), where given, applied to ``exp``."""
+    """The evaluation's list flags (--attacks, --eps, --eps-l2, --corruptions), where given, applied to ``exp``."""
     from .corruptions import expand
 
     if args.attacks is not None:  # 'none': clean metrics and curves only (as the Table 2 presets)
@@ -220,6 +242,8 @@ def with_list_flags(exp: Experiment, args) -> Experiment:
         exp = replace(exp, attacks=() if none else tuple(split_list(args.attacks, "--attacks")))
     if args.eps is not None:
         exp = replace(exp, eps=parse_eps(args.eps))
+    if getattr(args, "eps_l2", None) is not None:
+        exp = replace(exp, eps_l2=parse_eps_l2(args.eps_l2))
     if args.corruptions is not None:
         exp = replace(exp, corruptions=expand(tuple(split_list(args.corruptions, "--corruptions"))))
     return exp
@@ -243,7 +267,7 @@ def fmt_eps(e: float) -> str:
 # -------------------------------------------------------------------------------------- validation
 def validate(exp: Experiment) -> None:
     """Raise UsageError naming the bad value and what is allowed. Cheap: no data is loaded here."""
-    from .attacks import check_attack_name
+    from .attacks import check_attack_name, get_attack
     from .corruptions import CORRUPTIONS
     from .methods import LEGACY, METHODS
     from .models import MIX_POINTS, check_model_name, is_model_name
@@ -304,6 +328,13 @@ def validate(exp: Experiment) -> None:
     for e in exp.eps:
         checks.append((0 <= e <= 255, f"epsilon {fmt_eps(e)} is outside [0, 255/255]: "
                                       f"epsilons are fractions of the pixel range, given in /255 units"))
+    for e in exp.eps_l2:
+        checks.append((isinstance(e, int | float) and math.isfinite(e) and e >= 0,
+                       f"L2 radius {e!r} must be a finite number >= 0; {L2_UNITS}"))
+    l2 = [a for a in exp.attacks if get_attack(a).norm == "L2"]
+    checks.append((not l2 or bool(exp.eps_l2),
+                   f"attack(s) {', '.join(l2)} are L2 attacks and need their radii: give --eps-l2 (eps_l2 in the "
+                   f"Python API), e.g. --eps-l2 0.25,0.5; {L2_UNITS}. --eps holds only the L-infinity epsilons"))
     for ok, msg in checks:
         if not ok:
             raise UsageError(msg)

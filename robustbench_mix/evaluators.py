@@ -1,9 +1,10 @@
 """Evaluators: clean metrics, calibration, adversarial accuracy and memorization, returned as tidy rows.
 
 A row here is ``{"split", "attack", "eps", "metric", "value", "n_eval", "eval_subset"}``: ``eps`` a fraction
-of the pixel range, ``n_eval`` the number of images the value is over and ``eval_subset`` which ones (``all``
-of the split, or ``stratified:<sha>``, the attacked subset of :func:`data.attack_subset`); :mod:`results` adds
-the config and provenance. Metrics stay on the device until one ``.tolist()`` per evaluation.
+of the pixel range (L-infinity attacks) or the L2 radius in [0, 1] pixel space (L2 attacks), ``n_eval`` the
+number of images the value is over and ``eval_subset`` which ones (``all`` of the split, or ``stratified:<sha>``,
+the attacked subset of :func:`data.attack_subset`); :mod:`results` adds the config and provenance. Metrics stay
+on the device until one ``.tolist()`` per evaluation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .attacks import default_step_size, frozen_eval, get_attack, input_grad
+from .attacks import WORST, default_step_size, frozen_eval, get_attack, input_grad
 from .checks import check_rows
 from .data import Prepared, attack_subset, subset_sha, to_float
 from .errors import RunFailed
@@ -143,25 +144,42 @@ def attacked_images(data: Prepared, exp) -> tuple[torch.Tensor, torch.Tensor, st
     return data.test_x[t], data.test_y[t], f"stratified:{subset_sha(idx)}"
 
 
-def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps: int,
+def attack_eps(exp, attack: str) -> tuple[float, ...]:
+    """The epsilon grid of ``attack``'s norm: ``exp.eps`` (/255 units) for L-infinity, ``exp.eps_l2`` (L2 radii)."""
+    return exp.eps_l2 if get_attack(attack).norm == "L2" else exp.eps
+
+
+def eps_fraction(attack: str, e: float) -> float:
+    """An epsilon of ``attack``'s grid in [0, 1] pixel units, as rows write it: e/255 for L-infinity, the L2 radius
+    as it is."""
+    return round(e if get_attack(attack).norm == "L2" else e / 255, 6)
+
+
+def attack_correct(target, crafter, x_u8, y, attack: str, e: float, *, steps: int,
                    step_size: float | None, restarts: int, batch_size: int, seed: int,
                    precision: str = "fp32") -> dict[str, torch.Tensor]:
     """Per-example correctness of ``target`` on adversarial examples crafted on ``crafter`` (the target
     itself for white-box, a surrogate for black-box), plus the largest perturbation and box violation.
 
-    With ``restarts`` > 1 (random-start attacks, white-box only) an example is robust only if it survives
-    every restart. ``precision='bf16'`` runs crafting and evaluation under bf16 autocast (the adversarial
-    examples themselves stay fp32 in [0, 1]).
+    ``e`` is in the unit of the attack's norm: /255 for L-infinity, the L2 radius for L2. ``step_size`` (/255)
+    applies to L-infinity attacks; L2 attacks take the default 2.5 * eps / steps. With ``restarts`` > 1
+    (random-start attacks, white-box only) an example is robust only if it survives every restart; ``first`` is
+    the correctness after the first restart alone (the positive control that restarts only help).
+    ``precision='bf16'`` runs crafting and evaluation under bf16 autocast (the adversarial examples themselves
+    stay fp32 in [0, 1]).
     """
     fn = get_attack(attack)
-    eps = e255 / 255.0
-    ss = (step_size / 255.0) if step_size else default_step_size(eps, steps)
+    l2 = fn.norm == "L2"
+    eps = e if l2 else e / 255.0
+    ss = (step_size / 255.0) if step_size and not l2 else default_step_size(eps, steps)
     if not fn.random_start or crafter is not target:
         restarts = 1  # a transfer attack must not pick its restart by looking at the target
     amp = autocast_for(y.device, precision)
     top1 = torch.ones(len(y), dtype=torch.bool, device=y.device)
     top5 = top1.clone()
+    first = top1
     linf = torch.zeros((), device=y.device)
+    l2max = torch.zeros((), device=y.device)
     box = torch.zeros((), device=y.device)
     with frozen_eval(target), frozen_eval(crafter):
         for r in range(restarts):
@@ -172,17 +190,20 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e255: float, *, steps:
                 with amp:
                     x_adv = fn(crafter, x, yb, eps, steps=steps, step_size=ss).float()
                 linf = torch.maximum(linf, (x_adv - x).abs().amax())
+                l2max = torch.maximum(l2max, (x_adv - x).flatten(1).norm(p=2, dim=1).amax())
                 box = torch.maximum(box, torch.maximum(-x_adv.amin(), x_adv.amax() - 1.0).clamp_min(0))
                 with torch.no_grad(), amp:
                     logits = target(x_adv).float()
                 top1[i:i + batch_size] &= logits.argmax(1) == yb
                 k = min(5, logits.shape[1])
                 top5[i:i + batch_size] &= (logits.topk(k, 1).indices == yb[:, None]).any(1)
-    return {"top1": top1, "top5": top5, "linf": linf * 255.0, "box": box}
+            if r == 0:
+                first = top1.clone()
+    return {"top1": top1, "top5": top5, "first": first, "linf": linf * 255.0, "l2": l2max, "box": box}
 
 
-def _acc_rows(res: dict, attack: str, e255: float, num_classes: int, subset: str) -> list[dict]:
-    eps, n = round(e255 / 255.0, 6), len(res["top1"])
+def _acc_rows(res: dict, attack: str, e: float, num_classes: int, subset: str) -> list[dict]:
+    eps, n = eps_fraction(attack.removeprefix("bb:"), e), len(res["top1"])
     rows = [row("test", "acc", res["top1"].float().mean(), attack, eps, n, subset)]
     if num_classes >= TOP5_MIN_CLASSES:
         rows.append(row("test", "top5_acc", res["top5"].float().mean(), attack, eps, n, subset))
@@ -199,9 +220,10 @@ def input_grad_abs_mean(model, x_u8, y, batch_size: int) -> torch.Tensor:
 
 def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
                     progress: bool = True) -> list[dict]:
-    """White-box accuracy under every attack at epsilon 0 (a check), each epsilon and ``check_eps``;
-    black-box (``bb:<attack>``) accuracy from ``surrogate``; the per-example worst case over white-box
-    attacks (``worst``); the input-gradient size; then the sanity checks as ``check`` rows."""
+    """White-box accuracy under every attack at epsilon 0 (a check), each epsilon of its norm's grid and, for the
+    L-infinity random-start attacks, ``check_eps``; black-box (``bb:<attack>``) accuracy from ``surrogate``; the
+    per-example worst case over the white-box attacks of each norm (``worst`` for L-infinity, ``worst_l2``), where
+    a norm has several; the input-gradient size; then the sanity checks as ``check`` rows."""
     x, y, subset = attacked_images(data, exp)
     n = len(y)
     nc = data.num_classes
@@ -211,26 +233,37 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
     # against fp32 and would fail the exact eps-0 check for no fault of the attack
     clean = predict(model, x, batch_size, precision=exp.attack_precision)
     rows = [row("test", "acc_attacked_subset", (clean.argmax(1) == y).float().mean(), n=n, subset=subset)]
-    worst = {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in exp.eps}
+    by_norm = {norm: [a for a in exp.attacks if get_attack(a).norm == norm] for norm in WORST.values()}
+    grids = {"Linf": exp.eps, "L2": exp.eps_l2}
+    worst = {norm: {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in grids[norm]} for norm in grids}
     jobs = []  # (attack, eps, crafter): white-box at 0, each eps and the check eps; black-box at each eps
     for a in exp.attacks:
-        extra = {exp.check_eps} if exp.check_eps and get_attack(a).random_start else set()
-        jobs += [(a, e, model) for e in sorted({0.0, *exp.eps} | extra)]
-        jobs += [(a, e, surrogate) for e in exp.eps] if surrogate is not None else []
+        fn = get_attack(a)
+        extra = {exp.check_eps} if exp.check_eps and fn.random_start and fn.norm == "Linf" else set()
+        jobs += [(a, e, model) for e in sorted({0.0, *attack_eps(exp, a)} | extra)]
+        jobs += [(a, e, surrogate) for e in attack_eps(exp, a)] if surrogate is not None else []
     for a, e, crafter in tqdm(jobs, desc="attacks", unit="attack", leave=False, disable=None if progress else True):
         # attack_correct itself limits a transfer attack to one restart
         res = attack_correct(model, crafter, x, y, a, e, restarts=exp.attack_restarts, **kw)
         if crafter is not model:
             rows += _acc_rows(res, f"bb:{a}", e, nc, subset)
             continue
+        fn, ef = get_attack(a), eps_fraction(a, e)
         rows += _acc_rows(res, a, e, nc, subset)
-        rows.append(row("test", "max_linf_255", res["linf"], a, round(e / 255, 6), n, subset))
-        rows.append(row("test", "box_violation", res["box"], a, round(e / 255, 6), n, subset))
-        if e in worst:
-            worst[e] &= res["top1"]
-    if len(exp.attacks) > 1:
-        for e, ok in worst.items():
-            rows.append(row("test", "acc", ok.float().mean(), "worst", round(e / 255, 6), n, subset))
+        if exp.attack_restarts > 1 and fn.random_start:
+            rows.append(row("test", "acc_first_restart", res["first"].float().mean(), a, ef, n, subset))
+        if fn.norm == "L2":
+            rows.append(row("test", "max_l2", res["l2"], a, ef, n, subset))
+        else:
+            rows.append(row("test", "max_linf_255", res["linf"], a, ef, n, subset))
+        rows.append(row("test", "box_violation", res["box"], a, ef, n, subset))
+        if e in worst[fn.norm]:
+            worst[fn.norm][e] &= res["top1"]
+    for name, norm in WORST.items():
+        if len(by_norm[norm]) > 1:
+            for e, ok in worst[norm].items():
+                rows.append(row("test", "acc", ok.float().mean(), name, round(e if norm == "L2" else e / 255, 6), n,
+                                subset))
     rows.append(row("test", "input_grad_abs_mean", input_grad_abs_mean(model, x, y, batch_size),
                     n=min(n, batch_size), subset=subset))
     return rows

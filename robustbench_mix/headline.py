@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from .attacks import WORST, attack_norm
 from .config import fmt_eps
 from .results import CORRUPTION_PREFIXES, adversarial, last_epoch, load_results
 
 ACCURACY_METRICS = ("acc", "top5_acc")
 # what tells whether the accuracies can be trusted, not how accurate the model is
-DIAGNOSTIC_METRICS = ("max_linf_255", "box_violation", "input_grad_abs_mean", "acc_attacked_subset")
+DIAGNOSTIC_METRICS = ("max_linf_255", "max_l2", "acc_first_restart", "box_violation", "input_grad_abs_mean",
+                      "acc_attacked_subset")
 
 
 def _rows(rows) -> pd.DataFrame:
@@ -64,9 +66,13 @@ def _count(rows: pd.DataFrame):
     return None
 
 
-def _asked(run: pd.DataFrame):
-    """Whether a row's epsilon is one the run asked for (not 0, not the gradient-masking check's large one)."""
+def _asked(run: pd.DataFrame, norm: str = "Linf"):
+    """Whether a row's epsilon is one the run asked for (not 0, not the gradient-masking check's large one); for
+    L2 rows, one of the run's L2 radii (``eps_l2``)."""
     config = json.loads(run["config"].iloc[0]) if "config" in run else {}
+    if norm == "L2":
+        radii = [e for e in config.get("eps_l2", ()) if e > 0]
+        return lambda e: any(abs(e - v) < 2e-6 for v in radii)
     if "eps" not in config:
         checked = set(run[(run["attack"] == "check") & (run["eps"] > 0)]["eps"])
         return lambda e: e > 0 and e not in checked
@@ -82,14 +88,24 @@ def _run(run: pd.DataFrame) -> dict:
            "clean": clean["value"].iloc[0] if len(clean) else float("nan")}
     if _count(clean) is not None:
         out["images"] = _count(clean)
-    attacked = acc[adversarial(acc) & ~acc["attack"].str.startswith("bb:") & acc["eps"].map(_asked(run))]
-    if len(attacked):
-        attacked = attacked.assign(eps_255=_eps_255(attacked))
-        worst = attacked[attacked["attack"] == "worst"]
-        for e, g in attacked.groupby("eps_255", sort=True):  # the worst case where several attacks ran, else the min
+    white = acc[adversarial(acc) & ~acc["attack"].str.startswith("bb:")]
+    norms = white["attack"].map(attack_norm)
+    linf = white[(norms == "Linf") & white["eps"].map(_asked(run))]
+    l2 = white[(norms == "L2") & white["eps"].map(_asked(run, "L2"))]
+    attacked = pd.concat([linf, l2])
+    if len(linf):
+        linf = linf.assign(eps_255=_eps_255(linf))
+        worst = linf[linf["attack"] == "worst"]
+        for e, g in linf.groupby("eps_255", sort=True):  # the worst case where several attacks ran, else the min
             w = worst[worst["eps_255"] == e]
             out[f"robust {fmt_eps(e)}"] = (w if len(w) else g)["value"].min()
-        out["attacks"] = ", ".join(sorted(set(attacked["attack"]) - {"worst"}))
+    if len(l2):  # an L2 radius is a threat model of its own: never in the same column as an L-infinity epsilon
+        worst = l2[l2["attack"] == "worst_l2"]
+        for e, g in l2.groupby("eps", sort=True):
+            w = worst[worst["eps"] == e]
+            out[f"robust L2={e:g}"] = (w if len(w) else g)["value"].min()
+    if len(attacked):
+        out["attacks"] = ", ".join(sorted(set(attacked["attack"]) - set(WORST)))
         n = _count(attacked)
         if n is None:  # before the n_eval column: the run's attack_samples (0: the whole test set)
             n = json.loads(run["config"].iloc[0]).get("attack_samples") if "config" in run else None

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text
+from .attacks import attack_norm
 from .config import SURROGATE_SUFFIX, Experiment, fmt_eps, parse_eps
 from .errors import UsageError
 from .methods import run_label
@@ -75,7 +76,7 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
     clean = value("none")
     if clean is not None:
         out["clean_acc"] = _pct(clean)
-    attacks = list(exp.attacks)
+    attacks = [a for a in exp.attacks if attack_norm(a) == "Linf"]  # an entry is one threat model: L-infinity
     if attacks:
         if not any(np.isclose(e, eps, atol=1e-3) for e in exp.eps):
             raise UsageError(f"eps {fmt_eps(eps)} was not measured in run {exp.run_id}; its epsilons: "

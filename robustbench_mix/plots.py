@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from .atomic import atomic_write_bytes  # noqa: E402
+from .attacks import WORST, attack_norm  # noqa: E402
 from .config import SURROGATE_SUFFIX  # noqa: E402
 from .methods import run_label  # noqa: E402
 from .registry import Registry  # noqa: E402
@@ -102,9 +103,14 @@ def _colors(groups) -> dict:
 
 
 def _asked_eps(df: pd.DataFrame) -> dict[str, set[float]]:
-    """run_id -> the epsilons (/255) the run asked for, and 0: not the gradient-masking check epsilon."""
-    return {rid: {0.0, *(round(float(e), 3) for e in json.loads(t)["eps"])}
-            for rid, t in df.drop_duplicates("run_id")[["run_id", "config"]].itertuples(index=False)}
+    """run_id -> the epsilons (/255) and L2 radii the run asked for, and 0: not the gradient-masking check
+    epsilon. Keyed ("Linf", e) and ("L2", radius), so neither is taken for the other."""
+    out = {}
+    for rid, t in df.drop_duplicates("run_id")[["run_id", "config"]].itertuples(index=False):
+        cfg = json.loads(t)
+        out[rid] = {("Linf", 0.0), ("L2", 0.0), *(("Linf", round(float(e), 3)) for e in cfg["eps"]),
+                    *(("L2", round(float(e), 6)) for e in cfg.get("eps_l2", ()))}
+    return out
 
 
 # --------------------------------------------------------------------------------- robust accuracy
@@ -115,32 +121,37 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
     d = _targets(last_epoch(df))
     d = d[(d["metric"] == "acc") & adversarial(d) & (d["split"] == "test")]
     asked = _asked_eps(d)
-    d = d[[e in asked[r] for r, e in zip(d["run_id"], d["eps_255"], strict=True)]]
+    # x: /255 units for L-infinity, the radius for L2 (whose panels get their own x-axis)
+    norm = d["attack"].map(attack_norm)
+    d = d.assign(x=d["eps_255"].where(norm != "L2", d["eps"].round(6)), norm=norm)
+    d = d[[(n, x) in asked[r] for r, n, x in zip(d["run_id"], d["norm"], d["x"], strict=True)]]
     if d.empty:
         return None
+    l2 = set(d.loc[d["norm"] == "L2", "attack"])
     # white-box attacks and their worst case on the first row, each black-box attack under its white-box twin
-    white = sorted({a for a in d["attack"] if not a.startswith("bb:")}, key=lambda a: (a == "worst", a))
+    white = sorted({a for a in d["attack"] if not a.startswith("bb:")},
+                   key=lambda a: (a.removeprefix("bb:") in l2, a in WORST, a))
     black = sorted({a for a in d["attack"] if a.startswith("bb:")})
     cols = white + [a for a in black if a.removeprefix("bb:") not in white]  # a black-box attack without a twin
     grid = [[a if not a.startswith("bb:") else "" for a in cols]]
     if black:
         grid.append([a if a.startswith("bb:") else f"bb:{a}" if f"bb:{a}" in black else "" for a in cols])
     fig, axes = plt.subplots(len(grid), len(cols), figsize=(3.3 * len(cols), 2.9 * len(grid)), squeeze=False,
-                             sharey=True, sharex=True)
+                             sharey=True, sharex=not l2)
     colors = _colors(d.groupby(KEYS, sort=True).groups)
     for ax, a in zip(axes.flat, [a for row in grid for a in row], strict=True):
         if not a:
             ax.axis("off")
             continue
         for k, g in d[d["attack"] == a].groupby(KEYS, sort=True):
-            _draw(ax, curve(g, "eps_255"), "eps_255", label(dict(zip(KEYS, k, strict=True))), colors[k])
-        threat = "black-box" if a.startswith("bb:") else "per-example worst case" if a == "worst" else "white-box"
+            _draw(ax, curve(g, "x"), "x", label(dict(zip(KEYS, k, strict=True))), colors[k])
+        threat = "black-box" if a.startswith("bb:") else "per-example worst case" if a in WORST else "white-box"
         ax.set_title(plain(f"{a.removeprefix('bb:')} ({threat})"), fontsize=9)
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
     for j in range(len(cols)):  # the lowest panel of each column carries the x-axis (a blank one may be below)
         ax = axes[max(i for i in range(len(grid)) if grid[i][j]), j]
-        ax.set_xlabel("epsilon (/255)")
+        ax.set_xlabel("L2 radius" if cols[j].removeprefix("bb:") in l2 else "epsilon (/255)")
         ax.xaxis.set_tick_params(labelbottom=True)
     for ax in axes[:, 0]:
         ax.set_ylabel("test accuracy (%)")
@@ -152,7 +163,8 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
 @FIGURES.register("robust_accuracy")
 def _robust_figure(df: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     p = robust_accuracy(df, out / "robust_accuracy.png")
-    return [(p, "Test accuracy (%) under attack against epsilon (/255), one panel per attack on one 0-100 axis; "
+    return [(p, "Test accuracy (%) under attack against epsilon (/255; L2 attacks: their L2 radius), one panel per "
+                "attack on one 0-100 axis; "
                 "only the epsilons the runs asked for (the gradient-masking check epsilon is in the table, not "
                 "on the curve)")] if p else []
 

@@ -38,8 +38,9 @@ from .tables import TABLES, tables_for
 
 # what each table shows, for its caption (the table's own text says how it is computed)
 TABLE_CAPTIONS = {
-    "robust": "Robust accuracy (%) on the test set against epsilon (/255) per configuration and attack, mean over "
-              "seeds; 0/255 is the white-box attacks' clean reference, and the largest column the gradient-masking "
+    "robust": "Robust accuracy (%) on the test set against epsilon (/255; L2 attacks: columns L2=radius, the L2 "
+              "norm in [0, 1] pixel space) per configuration and attack, mean over seeds; 0/255 is the white-box "
+              "attacks' clean reference, and the largest column the gradient-masking "
               "check (PGD there must break the model)",
     "corruptions": "Accuracy (%) on the test set under each common corruption, mean over severities 1-5 and seeds",
     "table2": "The paper's Table 2 layout: test and training error (%) with corrupted labels, mean ± std over seeds",
@@ -67,7 +68,7 @@ def context(df: pd.DataFrame) -> str:
         "every test image" if s == 0 else rule.format(s) for s in samples)
     return (f"Data set {_list(sorted(d['dataset'].unique()))}; model {_list(sorted(d['model'].unique()))}; "
             f"{len(runs)} runs, seeds {_list(seeds)} ({n} per configuration){attacked}; accuracies, ECE and "
-            "memorized in %, epsilons in /255.")
+            "memorized in %, epsilons in /255 (L2 radii as L2=r).")
 
 
 def build(results_dir: Path, relax: tuple[str, ...] = ()) -> tuple[str, list[Path]]:

@@ -21,6 +21,7 @@ from . import __version__
 
 # the atomic writes live in their own module (data and training use them too); kept importable from here
 from .atomic import atomic_file, atomic_write_bytes, atomic_write_text, temporary_name  # noqa: F401
+from .attacks import WORST, attack_norm
 from .config import NOT_HASHED, SCHEDULES, Experiment, fmt_eps
 
 CONFIG_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
@@ -38,9 +39,12 @@ PROVENANCE_COLUMNS = ["torch", "device", "git_rev", "created_at"]
 # ``stratified:<sha>`` (the attacked subset, data.attack_subset, when --attack-samples is below the test set);
 # ``eps_255``: the epsilon in /255 units (``eps`` is the fraction of the [0, 1] pixel range: 8/255 = 0.031373).
 # Added in 0.4.0: older files load with n_eval and eval_subset empty and eps_255 computed from eps.
+# ``norm``: the threat model of a row's attack, "Linf" or "L2" (white-box, black-box ``bb:``, ``worst`` and
+# ``worst_l2``), empty for every other row; an L2 row's ``eps`` is its L2 radius in [0, 1] pixel space and its
+# ``eps_255`` is empty (a radius has no /255 form). Added with the L2 attacks: older files load with it filled in.
 EXTRA_COLUMNS = ["config", "command", "package_version", "resumed_from", "data_sha", "n_eval", "eval_subset",
-                 "eps_255"]
-MAY_BE_EMPTY = {"resumed_from", "data_sha", "n_eval", "eval_subset"}
+                 "eps_255", "norm"]
+MAY_BE_EMPTY = {"resumed_from", "data_sha", "n_eval", "eval_subset", "norm"}
 # every run written by 0.2.0 or later ends with this row: the number of rows the run has, itself included, so a
 # runs.csv that lost lines is noticed and the run redone instead of counted as finished
 ROWS_MARKER = "rows_in_run"
@@ -98,13 +102,19 @@ def to_frame(exp: Experiment, rows: list[dict], *, device: str, command: str, re
     df = pd.DataFrame([{"n_eval": None, "eval_subset": "", **common, **r} for r in [*rows, marker]])
     df["n_eval"] = df["n_eval"].astype("Int64")  # a count: written as 1000, not 1000.0
     df["eval_subset"] = df["eval_subset"].fillna("")
-    df["eps_255"] = eps_255(df["eps"])
+    df["norm"] = df["attack"].map(attack_norm)
+    df["eps_255"] = eps_255(df["eps"]).where(df["norm"] != "L2")
     return df[COLUMNS]
 
 
 def eps_255(eps: pd.Series) -> pd.Series:
     """Epsilon as a fraction of the pixel range -> in /255 units (0.031373 -> 8.0)."""
     return (pd.to_numeric(eps) * 255).round(3)
+
+
+def fmt_row_eps(attack: str, eps: float) -> str:
+    """A row's epsilon as tables name it: '8/255' for L-infinity, 'L2=0.5' for an L2 radius."""
+    return f"L2={eps:g}" if attack_norm(attack) == "L2" else fmt_eps(round(eps * 255, 3))
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -155,19 +165,30 @@ def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
             df.insert(COLUMNS.index(c), c, "")
             if c == "eps_255":
                 df[c] = eps_255(pd.to_numeric(df["eps"], errors="coerce")).map("{:g}".format)  # eps is checked next
+            if c == "norm":  # before the L2 attacks every attack was L-infinity
+                df[c] = df["attack"].map(attack_norm) if "attack" in df else ""
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")
     if list(df.columns[:len(COLUMNS)]) != COLUMNS:
         raise ResultsError(f"{path}: columns out of order; expected {', '.join(COLUMNS)} first")
-    empty = df[[c for c in COLUMNS if c not in MAY_BE_EMPTY]].eq("")
+    empty = df[[c for c in COLUMNS if c not in MAY_BE_EMPTY | {"eps_255"}]].eq("")
     if empty.any(axis=None):
         row = empty.any(axis=1)
         col = empty.columns[empty[row].iloc[0].to_numpy()][0]
         raise ResultsError(f"{path}: line {_line(df, row)} has no value in column {col!r}; was the file truncated?")
+    wrong = df["norm"] != df["attack"].map(attack_norm)
+    if wrong.any():
+        raise ResultsError(f"{path}: line {_line(df, wrong)}, column 'norm' holds {df['norm'][wrong].iloc[0]!r}, not "
+                           f"the norm of attack {df['attack'][wrong].iloc[0]!r}; was the file edited?")
+    no_255 = df["eps_255"].eq("") & df["norm"].eq("L2")  # an L2 radius has no /255 form
+    empty = df["eps_255"].eq("") & ~no_255
+    if empty.any():
+        raise ResultsError(f"{path}: line {_line(df, empty)} has no value in column 'eps_255', which only L2 rows "
+                           "leave empty; was the file edited?")
     for c in NUMERIC:
         num = pd.to_numeric(df[c], errors="coerce")
-        bad = num.isna() & (df[c].str.lower() != "nan")
+        bad = num.isna() & (df[c].str.lower() != "nan") & ~(no_255 if c == "eps_255" else False)
         if bad.any():
             raise ResultsError(f"{path}: line {_line(df, bad)}, column {c!r} holds {df[c][bad].iloc[0]!r}, "
                                f"not a number; was the file truncated or edited?")
@@ -223,7 +244,7 @@ def _check_names(df: pd.DataFrame, path: Path) -> None:
     from .methods import METHODS
     from .models import MODELS, is_model_name
 
-    attacks = set(ATTACKS) | {"none", "check", "worst"}
+    attacks = set(ATTACKS) | {"none", "check", *WORST}
     rules = {
         "split": (lambda v: v in SPLITS, f"one of {', '.join(sorted(SPLITS))}"),
         "method": (lambda v: v in METHODS, f"a method ({', '.join(METHODS)})"),
@@ -233,7 +254,9 @@ def _check_names(df: pd.DataFrame, path: Path) -> None:
                     f"a data set ({', '.join(DATASETS)}, imagefolder:PATH, cifar10c, cifar100c, tensors:SHA)"),
         "attack": (lambda v: (v.removeprefix("bb:") in attacks or v.startswith(CORRUPTION_PREFIXES)
                               or v.removeprefix("bb:").startswith("ta:")) and NAME.match(v) is not None,
-                   "an attack name (fgsm, bb:pgd, ta:NAME, none, check, worst) or corruption (corrupt:NAME:S)"),
+                   "an attack name (fgsm, bb:pgd, ta:NAME, none, check, worst, worst_l2) or corruption "
+                   "(corrupt:NAME:S)"),
+        "norm": (lambda v: v in ("", "Linf", "L2"), "Linf, L2 or empty"),
         "preset": (lambda v: NAME.match(v.removesuffix("/surrogate")) is not None, "letters, digits, _ . : -"),
         "metric": (lambda v: NAME.match(v) is not None, "letters, digits, _ . : -"),
         "schedule": (lambda v: v in SCHEDULES, ", ".join(SCHEDULES)),
@@ -363,12 +386,12 @@ def group_keys(cfg: pd.DataFrame) -> list[str]:
 
 
 def metric_name(split: str, attack: str, eps: float, metric: str) -> str:
-    """'test acc', 'fgsm 8/255 acc', 'train_corrupted memorized'."""
+    """'test acc', 'fgsm 8/255 acc', 'pgd_l2 L2=0.5 acc', 'train_corrupted memorized'."""
     if attack == "none":
         return f"{split} {metric}"
     if attack.startswith(CORRUPTION_PREFIXES):  # 'corrupt:mean acc': no epsilon
         return f"{attack} {metric}"
-    return f"{attack} {fmt_eps(round(eps * 255, 3))} {metric}"
+    return f"{attack} {fmt_row_eps(attack, eps)} {metric}"
 
 
 def _column_rank(name: str) -> tuple:
@@ -471,7 +494,7 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
     """A readable table: only the config columns that vary, metrics as mean ± std (accuracies in %).
 
     Unless ``full``, only the clean metrics, memorization and the white-box accuracy under attack are shown
-    (the per-example worst case over attacks where several ran); top-5, black-box and per-attack columns
+    (per norm, the per-example worst case over its attacks where several ran); top-5, black-box and per-attack columns
     stay in summary.csv and the robust-accuracy and paper tables.
     """
     if summary.empty:
@@ -483,9 +506,10 @@ def summary_markdown(summary: pd.DataFrame, percent: bool = True, full: bool = F
     names = [c[:-5] for c in summary.columns if c.endswith(" mean")]
     if not full:
         names = [n for n in names if "top5" not in n and n != "train_clean acc" and not n.startswith("bb:")]
-        if any(n.startswith("worst ") for n in names):
-            names = [n for n in names if n.split(" ")[0] in SUMMARY_SPLITS or n.startswith("worst ")
-                     or n.startswith(CORRUPTION_PREFIXES)]
+        # per norm: its worst case where several of its attacks ran, in place of their own columns
+        worsts = {w for w in WORST if any(n.startswith(f"{w} ") for n in names)}
+        covered = {WORST[w] for w in worsts}
+        names = [n for n in names if n.split(" ")[0] in worsts or attack_norm(n.split(" ")[0]) not in covered]
     head = varying + names + ["seeds"] + (["checks failed"] if "checks failed" in summary else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():

@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
       "accuracy per corruption and severity, the mean over the 15 (labelled computed, not CIFAR-10-C)")
     a("--eps", help="epsilons in /255 units: 2/255,8/255 or 2,8 (a bare number below 1, such as 0.03, is "
       "refused as ambiguous; write 7.65/255). Results write eps as a fraction (0.031373) and eps_255 (8)")
+    a("--eps-l2", help="radii of the L2 attacks (pgd_l2, fgm_l2, autoattack_l2), plain L2 norms of the whole "
+      "perturbation in [0, 1] pixel space, e.g. 0.25,0.5 (RobustBench: 0.5 on CIFAR-10); needed when --attacks "
+      "names an L2 attack")
     a("--attack-steps", type=int, help="steps of the iterative attacks (default 10)")
     a("--attack-step-size", help="step size in /255 units, like --eps (default 2.5*eps/steps)")
     a("--attack-samples", type=int, help="attack N test images, a class-stratified sample that is the same for "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .attacks import attack_norm
 from .config import PRESETS, SURROGATE_SUFFIX, fmt_eps
 from .methods import run_label
 from .registry import Registry
@@ -21,6 +22,7 @@ from .results import (
     config_fields,
     corrupted,
     corruption_parts,
+    fmt_row_eps,
     last_epoch,
     method_options,
 )
@@ -146,14 +148,13 @@ def table3(df: pd.DataFrame, out: Path) -> str:
     if d.empty:
         return ""
     # only the epsilons the runs asked for (not the large gradient-masking check epsilon)
-    asked = {rid: {round(float(e), 3) for e in v.split(",")} for rid, v in config_fields(d)["config_eps"].items()}
-    d = d[[round(e * 255, 3) in asked[r] for r, e in zip(d["run_id"], d["eps"], strict=True)]]
+    d = d[asked_eps(d)]
     # the clean error of the attacked images, at the attacks' precision: what each attack's error adds to
     d = pd.concat([clean.assign(attack="clean", metric="acc"), d], ignore_index=True)
     d = d.assign(threat=["black-box" if a.startswith("bb:") else "none" if a == "clean" else "white-box"
                          for a in d["attack"]],
                  attack_name=[a.removeprefix("bb:") for a in d["attack"]],
-                 eps_255=[fmt_eps(round(e * 255, 3)) for e in d["eps"]],
+                 eps_255=[fmt_row_eps(a, e) for a, e in zip(d["attack"], d["eps"], strict=True)],
                  k=["top-1" if m == "acc" else "top-5" for m in d["metric"]],
                  err=100 * (1 - d["value"]))
     order = {a: i for i, a in enumerate(dict.fromkeys(d["attack_name"]))}
@@ -179,6 +180,17 @@ def table3(df: pd.DataFrame, out: Path) -> str:
     return md
 
 
+def asked_eps(d: pd.DataFrame) -> list[bool]:
+    """Whether each row's epsilon is one its run asked for (``eps`` for L-infinity rows, ``eps_l2`` for L2 ones),
+    not the large gradient-masking check epsilon."""
+    cfg = config_fields(d)
+    linf = {rid: {round(float(e), 3) for e in v.split(",") if e} for rid, v in cfg["config_eps"].items()}
+    l2 = {rid: {round(float(e), 6) for e in v.split(",") if e}
+          for rid, v in (cfg["eps_l2"] if "eps_l2" in cfg else pd.Series("", index=cfg.index)).items()}
+    return [round(e, 6) in l2[r] if attack_norm(a) == "L2" else round(e * 255, 3) in linf[r]
+            for r, a, e in zip(d["run_id"], d["attack"], d["eps"], strict=True)]
+
+
 def _percent_md(t: pd.DataFrame) -> str:
     """A table indexed by (variant, noise, third key) as Markdown, one decimal, blank where missing."""
     names = list(t.index.names)
@@ -196,9 +208,13 @@ def robust_table(df: pd.DataFrame, out: Path) -> str:
     d = d[(d["split"] == "test") & (d["metric"] == "acc") & adversarial(d)]
     if d.empty:
         return ""
-    d = d.assign(acc=100 * d["value"])  # eps_255: the results column
-    t = d.pivot_table(index=["variant", "noise", "attack"], columns="eps_255", values="acc", aggfunc="mean")
-    t.columns = [fmt_eps(round(c, 3)) for c in t.columns]
+    # a column per (norm, epsilon): an L2 radius never shares a column with an L-infinity epsilon
+    d = d.assign(acc=100 * d["value"], o_norm=[attack_norm(a) == "L2" for a in d["attack"]],
+                 e_col=[e if attack_norm(a) == "L2" else round(e * 255, 3) for a, e in zip(d["attack"], d["eps"],
+                                                                                          strict=True)])
+    t = d.pivot_table(index=["variant", "noise", "attack"], columns=["o_norm", "e_col"], values="acc",
+                      aggfunc="mean")
+    t.columns = [f"L2={e:g}" if l2 else fmt_eps(round(e, 3)) for l2, e in t.columns]
     atomic_write_csv(t.reset_index(), out / "robust_accuracy.csv")
     md = "## Robust accuracy (%) against epsilon\n\n" + _percent_md(t)
     atomic_write_text(out / "robust_accuracy.md", md)

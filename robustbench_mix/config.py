@@ -493,6 +493,20 @@ TABLE3_ATTACKS = ("fgsm", "ifgsm", "pgd", "pgd_margin")
 ALL_METHODS = (Variant("erm"), Variant("mixup", alpha=1.0), Variant("manifold_mixup", alpha=2.0),
                Variant("cutmix", alpha=1.0), Variant("label_smoothing", alpha=0.1))
 
+# The robust baselines (issue 24): ERM and mixup against adversarial training, L-infinity and L2, white-box,
+# black-box (an ERM surrogate) and AutoAttack. Each adversarial method trains at the largest L-infinity radius
+# evaluated, the radius its robustness is read at.
+ROBUST_ATTACKS = ("fgsm", "pgd", "autoattack", "fgm_l2", "pgd_l2", "autoattack_l2")
+# digits (8x8, CPU): 32/255, 5 PGD steps of 8/255 (the references' 10 steps of eps/4, halved for CPU time)
+ROBUST_CPU_AT = "eps=32:steps=5:step_size=8"
+ROBUST_CPU = (Variant("erm"), Variant("mixup", alpha=1.0), Variant("pgd_at", options=ROBUST_CPU_AT),
+              Variant("trades", alpha=6.0, options=ROBUST_CPU_AT),
+              Variant("mixup_at", alpha=1.0, options=ROBUST_CPU_AT))
+# CIFAR-10 (GPU): each method's reference setting, 8/255 (PGD-AT: 10 steps of 2/255; TRADES: beta 6, 10 steps
+# of 0.007; mixup + AT: PGD-AT's adversary, alpha 1)
+ROBUST_CIFAR = (Variant("erm"), Variant("mixup", alpha=1.0), Variant("pgd_at"), Variant("trades", alpha=6.0),
+                Variant("mixup_at", alpha=1.0))
+
 PRESETS: dict[str, Suite] = {
     s.name: s
     for s in [
@@ -547,6 +561,18 @@ PRESETS: dict[str, Suite] = {
                          weight_decay=5e-4, schedule="cosine", attacks=("fgsm", "ifgsm", "pgd"), eps=(2.0, 8.0),
                          surrogate_seed=100, attack_samples=500),
               ERM_MIXUP, seeds=(0, 1, 2), tables=("table3", "robust")),
+        Suite("robust-cpu", "Robust baselines on digits (CPU): ERM, mixup, PGD-AT, TRADES and mixup + AT trained at "
+              "32/255; FGSM/PGD/AutoAttack in L-infinity (16, 32/255) and L2 (0.5, 1.0), white-box and black-box "
+              "(ERM surrogate, seed 100), PGD with 2 restarts; 3 seeds",
+              Experiment(dataset="digits", model="cnn", epochs=20, batch_size=64, lr=0.05, weight_decay=5e-4,
+                         schedule="cosine", attacks=ROBUST_ATTACKS, eps=(16.0, 32.0), eps_l2=(0.5, 1.0),
+                         surrogate_seed=100, attack_restarts=2, check_eps=128.0),
+              ROBUST_CPU, seeds=(0, 1, 2), tables=("robust",)),
+        Suite("robust-cifar10", "Robust baselines on CIFAR-10 with the paper's recipe (GPU; not run yet): ERM, mixup, "
+              "PGD-AT, TRADES and mixup + AT at their references' 8/255; FGSM/PGD/AutoAttack in L-infinity (8/255) and "
+              "L2 (0.5, RobustBench's radius) on all 10,000 test images, white-box and black-box",
+              replace(_paper_cifar("cifar10"), attacks=ROBUST_ATTACKS, eps=(8.0,), eps_l2=(0.5,), surrogate_seed=100),
+              ROBUST_CIFAR, tables=("robust",)),
         Suite("table3-cpu", "Table 3's protocol on digits (CPU): ERM vs mixup, FGSM/I-FGSM/PGD white-box and "
               "black-box",
               Experiment(dataset="digits", model="cnn", epochs=30, batch_size=64, lr=0.05, weight_decay=5e-4,

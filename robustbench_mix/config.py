@@ -563,10 +563,10 @@ PRESETS: dict[str, Suite] = {
               ERM_MIXUP, seeds=(0, 1, 2), tables=("table3", "robust")),
         Suite("robust-cpu", "Robust baselines on digits (CPU): ERM, mixup, PGD-AT, TRADES and mixup + AT trained at "
               "32/255; FGSM/PGD/AutoAttack in L-infinity (16, 32/255) and L2 (0.5, 1.0), white-box and black-box "
-              "(ERM surrogate, seed 100), PGD with 2 restarts; 3 seeds",
+              "(ERM surrogate, seed 100), PGD with 2 restarts, on a class-stratified 200 test digits; 3 seeds",
               Experiment(dataset="digits", model="cnn", epochs=20, batch_size=64, lr=0.05, weight_decay=5e-4,
                          schedule="cosine", attacks=ROBUST_ATTACKS, eps=(16.0, 32.0), eps_l2=(0.5, 1.0),
-                         surrogate_seed=100, attack_restarts=2, check_eps=128.0),
+                         surrogate_seed=100, attack_restarts=2, check_eps=128.0, attack_samples=200),
               ROBUST_CPU, seeds=(0, 1, 2), tables=("robust",)),
         Suite("robust-cifar10", "Robust baselines on CIFAR-10 with the paper's recipe (GPU; not run yet): ERM, mixup, "
               "PGD-AT, TRADES and mixup + AT at their references' 8/255; FGSM/PGD/AutoAttack in L-infinity (8/255) and "

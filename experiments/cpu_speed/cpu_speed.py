@@ -65,6 +65,8 @@ def main():
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--steps", type=int, default=5, help="steps per round and variant")
     p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--tag", default="", help="appended to the CSV's name (e.g. the machine), so runs on other CPUs "
+                   "do not overwrite each other")
     a = p.parse_args()
     shape = tuple(int(s) for s in a.shape.split(","))
     variants = a.variants.split(",")
@@ -85,7 +87,10 @@ def main():
             times[v]["eval"].append(time.perf_counter() - t)
     base = {k: statistics.median(times["fp32"][k]) for k in ("step", "eval")} if "fp32" in times else None
     threads = torch.get_num_threads()
-    out = Path(__file__).with_name(f"cpu_speed_{a.model}_{threads}thread.csv")
+    out = Path(__file__).with_name(f"cpu_speed_{a.model}_{threads}thread{'_' + a.tag if a.tag else ''}.csv")
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    # whether bf16 runs natively here: without these, autocast emulates bf16 and is slower than fp32
+    bf16_isa = "+".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags) or "none"
     rows = []
     for v in variants:
         s, e = statistics.median(times[v]["step"]), statistics.median(times[v]["eval"])
@@ -93,7 +98,7 @@ def main():
                "train_img_s": round(128 / s), "eval_img_s": round(1000 / e),
                "step_vs_fp32": round(base["step"] / s, 2) if base else "", "eval_vs_fp32": round(base["eval"] / e, 2)
                if base else "", "rounds": a.rounds, "torch": torch.__version__, "cpu": platform.processor() or
-               platform.machine(), "load_avg_1min": round(os.getloadavg()[0], 2)}
+               platform.machine(), "load_avg_1min": round(os.getloadavg()[0], 2), "bf16_isa": bf16_isa}
         rows.append(row)
         print(row)
     with open(out, "w", newline="") as f:

@@ -93,3 +93,23 @@ def test_the_cpu_cifar_presets_grids():
     t3 = get_preset("cifar10-cpu-table3").expand()
     assert len(t3) == 6 and {(r.method, r.alpha) for r in t3} == {("erm", 0.0), ("mixup", 1.0)}
     assert all(r.surrogate_seed == 100 and r.attack_samples == 500 and r.eps == (2.0, 8.0) for r in t3)
+
+
+def test_the_robust_presets_train_each_adversarial_method_at_the_largest_radius_evaluated_and_validate():
+    from robustbench_mix.attacks import attack_norm
+    from robustbench_mix.config import validate
+    from robustbench_mix.methods import METHODS
+
+    for name in ("robust-cpu", "robust-cifar10"):
+        runs = get_preset(name).expand()
+        assert {r.method for r in runs} == {"erm", "mixup", "pgd_at", "trades", "mixup_at"}
+        for r in runs:
+            validate(r)
+            assert {attack_norm(a) for a in r.attacks} == {"Linf", "L2"} and r.eps_l2 and r.surrogate_seed == 100
+            assert "autoattack" in r.attacks and "autoattack_l2" in r.attacks
+            if METHODS.get(r.method).adversarial:
+                trained = method_for(r, (8, 8)).step.keywords["eps"]
+                assert trained == max(r.eps), (name, r.method)
+    cpu = get_preset("robust-cpu").expand()
+    assert len(cpu) == 15 and {r.seed for r in cpu} == {0, 1, 2} and all(r.dataset == "digits" for r in cpu)
+    assert all(r.attack_restarts == 2 and r.check_eps > max(r.eps) for r in cpu)

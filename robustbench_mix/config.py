@@ -112,13 +112,15 @@ class Experiment:
 @dataclass(frozen=True)
 class RunOptions:
     """How a run is executed, not what it computes (none of it is in the run id): checkpoint interval,
-    evaluation batch size, progress bars and the speed paths (torch.compile, CUDA graphs; see speed.py)."""
+    evaluation batch size, progress bars and the speed paths (torch.compile, CUDA graphs; see speed.py; the CPU's
+    memory layout)."""
 
     checkpoint_every: int = 1
     eval_batch_size: int = 1000
     progress: bool = True
     compile: bool | str = False  # a string is torch.compile's mode
     cuda_graphs: bool | str = False  # False, True/'model' or 'step'
+    cpu_channels_last: bool = False  # models and images in channels_last on the CPU too (models.channels_last)
 
 
 DEFAULT_OPTIONS = RunOptions()

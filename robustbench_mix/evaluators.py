@@ -20,6 +20,7 @@ from .attacks import WORST, default_step_size, frozen_eval, get_attack, input_gr
 from .checks import check_rows
 from .data import Prepared, attack_subset, subset_sha, to_float
 from .errors import RunFailed
+from .models import channels_last
 
 ECE_BINS = 15
 # top-5 accuracy is written only where it carries information: with 10 classes it is near 100% for any model
@@ -37,7 +38,7 @@ def autocast_for(device: torch.device, precision: str | None = None, cache: bool
 
 def prep(x: torch.Tensor) -> torch.Tensor:
     x = to_float(x)
-    return x.contiguous(memory_format=torch.channels_last) if x.is_cuda and x.dim() == 4 else x
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and channels_last(x.device) else x
 
 
 @torch.no_grad()

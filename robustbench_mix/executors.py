@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .config import Experiment, RunOptions, surrogate_of
 from .data import ImageData
 from .errors import RunFailed, UsageError
+from .models import set_cpu_channels_last
 from .registry import Registry
 from .results import (
     ResultsError,
@@ -86,6 +87,7 @@ def checkpoint_epoch(path: Path) -> int | None:
 def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: bool = False) -> Outcome:
     """Train, evaluate and return one run's rows, holding its lock; never writes runs.csv or failures.csv."""
     started, where = time.time(), f"{socket.gethostname()}:{os.getpid()}"
+    set_cpu_channels_last(job.options.cpu_channels_last)  # in this process, as Ray's workers set their threads
     run_dir = job.out / "runs" / exp.run_id
     ckpt, pending = run_dir / CHECKPOINT, run_dir / PENDING
     try:

@@ -39,6 +39,23 @@ MIX_POINTS = {
 }
 
 
+# The memory layout of models and images on the CPU, process-wide as the thread count (torch.set_num_threads):
+# the executor sets it from the suite's --cpu-channels-last before each run, and the device column records it.
+_cpu_channels_last = False
+
+
+def set_cpu_channels_last(on: bool) -> None:
+    global _cpu_channels_last
+    _cpu_channels_last = bool(on)
+
+
+def channels_last(device: torch.device) -> bool:
+    """Whether models and images use the channels_last layout: always on CUDA (with bf16 autocast there), on the CPU
+    when asked (``--cpu-channels-last``). The same arithmetic in another layout: 1.6-2.2x faster per training step
+    on the two CPUs measured (experiments/README.md), numbers equal up to rounding, so not part of the run id."""
+    return device.type == "cuda" or (device.type == "cpu" and _cpu_channels_last)
+
+
 def build(name: str, *, in_shape: tuple[int, int, int], num_classes: int, mean, std,
           dropout: float = 0.0, weights=None) -> nn.Module:
     """The model ``name`` with the data's normalization as its first layer. ``weights`` (``tv:`` / ``timm:``

@@ -23,6 +23,7 @@ from . import __version__
 from .atomic import atomic_file, atomic_write_bytes, atomic_write_text, temporary_name  # noqa: F401
 from .attacks import WORST, attack_norm
 from .config import NOT_HASHED, SCHEDULES, Experiment, fmt_eps
+from .models import channels_last
 
 CONFIG_COLUMNS = ["run_id", "preset", "dataset", "model", "method", "alpha", "dropout", "noise", "seed",
                   "epochs", "batch_size", "lr", "weight_decay", "schedule"]
@@ -82,7 +83,8 @@ def git_rev() -> str:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+    layout = ", channels_last" if channels_last(device) else ""
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads{layout})"
 
 
 def now() -> str:

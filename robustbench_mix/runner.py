@@ -11,7 +11,7 @@ from .config import DEFAULT_OPTIONS, Experiment, RunOptions
 from .data import ImageData, prepare
 from .errors import RunFailed, UsageError
 from .evaluators import final_rows
-from .models import build
+from .models import build, channels_last
 from .train import CHECKPOINT, Hook, fit, load_checkpoint
 
 
@@ -29,7 +29,7 @@ def new_model(exp: Experiment, data: ImageData, device: torch.device) -> torch.n
     mean, std = data.channel_stats()
     model = build(exp.model, in_shape=data.shape, num_classes=data.num_classes, mean=mean, std=std,
                   dropout=exp.dropout).to(device)
-    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+    return model.to(memory_format=torch.channels_last) if channels_last(device) else model
 
 
 def load_trained(exp: Experiment, data: ImageData, run_dir: Path) -> torch.nn.Module:

@@ -50,6 +50,21 @@ def test_a_ray_grid_with_a_surrogate_gives_the_local_executors_rows(ray_cluster,
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_adversarial_training_and_the_cpu_layout_run_on_ray_workers_as_locally(ray_cluster, tmp_path):
+    # the method's options and --cpu-channels-last travel in the job; the worker's rows say which layout ran
+    grid = ["--methods", "pgd_at:steps=2,trades:steps=2", "--seeds", "0", "--epochs", "2", "--cpu-channels-last",
+            "--attack-restarts", "2", *GRID[2:]]
+    assert main([*grid, "--out", str(tmp_path / "local")]) == 0
+    threads = torch.get_num_threads()
+    assert main([*grid, "--out", str(tmp_path / "ray"), "--executor", "ray", "--cpus-per-run", str(threads)]) == 0
+    local, ray = (load_runs(tmp_path / d / "runs.csv") for d in ("local", "ray"))
+    assert set(ray["method"]) == {"pgd_at", "trades"} and ray["device"].str.endswith("channels_last)").all()
+    positive = ray[ray["metric"].str.startswith("check:positive:restarts_le_single")]  # the adversarial trait
+    assert len(positive) == 2 and (positive["value"] == 1).all()  # reached the checks, one per run
+    a, b = (df[VALUES].sort_values(KEY).reset_index(drop=True) for df in (local, ray))
+    pd.testing.assert_frame_equal(a, b)
+
+
 def _die_once(marker: Path, log: Path):
     def hook(epoch, model):
         with open(log, "a") as f:

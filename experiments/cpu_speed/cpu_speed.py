@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from robustbench_mix.models import build
+from robustbench_mix.results import atomic_write_csv
 
 VARIANTS = ("fp32", "bf16", "channels_last", "channels_last+bf16", "compile")
 
@@ -101,10 +102,7 @@ def main():
                platform.machine(), "load_avg_1min": round(os.getloadavg()[0], 2), "bf16_isa": bf16_isa}
         rows.append(row)
         print(row)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    atomic_write_csv(pd.DataFrame(rows), out)  # the suite's writer: a killed benchmark leaves no half file
     print(f"wrote {out}")
 
 

@@ -11,17 +11,18 @@ CPU") puts these times beside the test accuracies of the committed CPU runs on C
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from robustbench_mix.models import build
+from robustbench_mix.results import atomic_write_csv
 
 
 def make(model_name: str, batch: int):
@@ -66,10 +67,7 @@ def main():
                      "load_avg_1min": round(os.getloadavg()[0], 2)})
         print(rows[-1])
     out = Path(__file__).with_name(f"model_choice_{threads}thread.csv")
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    atomic_write_csv(pd.DataFrame(rows), out)  # the suite's writer: a killed benchmark leaves no half file
     print(f"wrote {out}")
 
 

@@ -32,6 +32,7 @@ from .errors import UsageError
 from .evaluators import attack_correct, autocast_for, prep
 from .methods import METHODS
 from .models import build
+from .models import channels_last as suite_layout  # the suite's rule, one place
 from .results import atomic_write_csv, atomic_write_text, device_name, git_rev, now
 from .runner import resolve_device
 from .train import fit
@@ -135,7 +136,7 @@ def suite_trainer(model_name, shape, classes, batch, steps, device, method, comp
     alpha = (m.default if value is None else value) if m.uses_alpha else 0.0
     exp = Experiment(model=model_name, method=name, alpha=alpha, method_options=options, epochs=2,
                      batch_size=batch, lr=0.01, schedule="constant", attacks=())
-    model = bench_model(model_name, shape, classes, device, channels_last=device.type == "cuda")
+    model = bench_model(model_name, shape, classes, device, channels_last=suite_layout(device))
     ends: list[float] = []
 
     def epoch_end(epoch, model):
@@ -203,7 +204,7 @@ def stacked_trainer(model_name, shape, classes, batch, steps, warmup, device, k)
 def attacks(model_name, shape, classes, batch, device, steps, compile_mode, errors: dict) -> dict[str, float]:
     """PGD-`steps` images/s: torchattacks as users call it (fp32) vs the suite's evaluation (fp32, the
     default, and bf16; with a ``compile_mode`` also through torch.compile)."""
-    model = bench_model(model_name, shape, classes, device, channels_last=device.type == "cuda").eval()
+    model = bench_model(model_name, shape, classes, device, channels_last=suite_layout(device)).eval()
     x, y = synthetic(batch, shape, classes, device)
     out = {}
 

@@ -51,8 +51,8 @@ def set_cpu_channels_last(on: bool) -> None:
 
 def channels_last(device: torch.device) -> bool:
     """Whether models and images use the channels_last layout: always on CUDA (with bf16 autocast there), on the CPU
-    when asked (``--cpu-channels-last``). The same arithmetic in another layout: 1.6-2.2x faster per training step
-    on the two CPUs measured (experiments/README.md), numbers equal up to rounding, so not part of the run id."""
+    when asked (``--cpu-channels-last``). The same arithmetic in another layout: 1.55-2.2x faster per training step
+    on the three CPUs measured (experiments/README.md), numbers equal up to rounding, so not part of the run id."""
     return device.type == "cuda" or (device.type == "cpu" and _cpu_channels_last)
 
 

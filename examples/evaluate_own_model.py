@@ -5,7 +5,7 @@ import sys
 import torch
 
 import robustbench_mix as rbm
-from robustbench_mix.data import load_digits
+from robustbench_mix.data.sources import load_digits
 
 out = sys.argv[1] if len(sys.argv) > 1 else "results/own-cnn"  # where the rows are saved
 seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0  # the training's seed

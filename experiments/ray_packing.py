@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from robustbench_mix.suite import main as suite  # noqa: E402
+from robustbench_mix.cli.suite import main as suite  # noqa: E402
 
 CONFIGS = ("local:0:1:512,ray:0.5:2:512,ray:0.25:4:512,"
            "local:0:1:128,ray:1:1:128,ray:0.5:2:128,ray:0.25:4:128,"
@@ -101,7 +101,7 @@ def main() -> int:
               "--attacks", "fgsm", "--eps", "8", "--attack-samples", "1", "--check-eps", "0", "--eval-every", "0",
               "--val-fraction", "0", "--checkpoint-every", "100000", "--no-progress", "--data-dir", args.data_dir,
               "--schedule", "cosine", "--lr", "0.1"]
-    from robustbench_mix.data import load
+    from robustbench_mix.data.base import load
 
     n_train = len(load(args.dataset, args.data_dir).train_y)
     rows = []

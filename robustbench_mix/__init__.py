@@ -5,16 +5,16 @@ Public names: ``evaluate`` (a model's clean, adversarial and corruption rows, as
 accuracy rows / the rows that say whether to trust them), ``save_runs`` (rows into a runs.csv that the commands
 read), ``build_model`` (a torchvision / timm model, with its weights), ``load_runs`` (a runs.csv, checked against
 the results contract) and ``CORRUPTIONS`` (the computed common corruptions). The commands are
-``python -m robustbench_mix.<suite|checkpoint|compare|claims|report|bench>``.
+``python -m robustbench_mix.<suite|checkpoint|compare|claims|report|leaderboard|bench>``; the layers are
+described in docs/design.md.
 """
 
-__version__ = "0.3.0"  # 0.3.0: method 'external', model families tv:/timm:, corruption rows; 0.2.0: rows_in_run
-
-from .api import evaluate, save_runs  # noqa: E402 - after __version__, which results.py imports
-from .corruptions import CORRUPTIONS  # noqa: E402
-from .headline import accuracies, diagnostics, headline  # noqa: E402
-from .models import build_model  # noqa: E402
-from .results import load_runs  # noqa: E402
+from robustbench_mix.api.evaluate import evaluate, save_runs
+from robustbench_mix.core.version import __version__
+from robustbench_mix.corruptions import CORRUPTIONS
+from robustbench_mix.models.families import build_model
+from robustbench_mix.reports.headline import accuracies, diagnostics, headline
+from robustbench_mix.store.load import load_runs
 
 __all__ = ["CORRUPTIONS", "__version__", "accuracies", "build_model", "diagnostics", "evaluate", "headline",
            "load_runs", "save_runs"]

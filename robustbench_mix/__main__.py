@@ -1,5 +1,5 @@
 import sys
 
-from .suite import main
+from robustbench_mix.cli.suite import main
 
 sys.exit(main())

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_mix.config import Experiment, RunOptions
-from robustbench_mix.data import ImageData, load_digits
+from robustbench_mix.data.base import ImageData
+from robustbench_mix.data.sources import load_digits
+from robustbench_mix.experiment.experiment import Experiment, RunOptions
 
 
 @pytest.fixture(scope="session")
@@ -43,9 +44,9 @@ def np_rng():
 @pytest.fixture(scope="session")
 def trained(small_digits):
     """A small CNN trained for a few epochs on real digits, with its prepared data (CPU)."""
-    from robustbench_mix.data import prepare
-    from robustbench_mix.models import build
-    from robustbench_mix.train import fit
+    from robustbench_mix.data.prepare import prepare
+    from robustbench_mix.models.families import build
+    from robustbench_mix.training.train import fit
 
     exp = Experiment(dataset="digits", model="cnn", epochs=4, batch_size=50, lr=0.05, schedule="cosine")
     p = prepare(small_digits, 0.0, 0.0, 0, torch.device("cpu"))

@@ -12,8 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mix.config import Experiment, RunOptions, validate
-from robustbench_mix.errors import UsageError
+from robustbench_mix.cli.suite import main
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.execution.runner import run_experiment
+from robustbench_mix.experiment.experiment import Experiment, RunOptions
+from robustbench_mix.experiment.validation import validate
 from robustbench_mix.methods import METHODS, method_for
 from robustbench_mix.methods.adversarial import (
     mixup_at_step,
@@ -22,8 +25,6 @@ from robustbench_mix.methods.adversarial import (
     trades_examples,
     trades_step,
 )
-from robustbench_mix.runner import run_experiment
-from robustbench_mix.suite import main
 
 EPS, STEP, STEPS = 8.0, 2.0, 3
 
@@ -178,7 +179,7 @@ def test_options_are_recorded_in_full_and_bound_to_the_step():
 
 
 def test_adversarial_training_is_refused_with_speed_flags_before_training(tmp_path, capsys, monkeypatch):
-    import robustbench_mix.executors as executors
+    import robustbench_mix.execution.executors as executors
 
     monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     for flag in (["--compile"], ["--cuda-graphs"]):

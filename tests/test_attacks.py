@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 from conftest import linear_model
 
-from robustbench_mix.attacks import ATTACKS, attack_loss, fgsm, frozen_eval, get_attack, pgd
-from robustbench_mix.data import to_float
-from robustbench_mix.evaluators import attack_correct, predict
+from robustbench_mix.attacks.base import ATTACKS, attack_loss, frozen_eval, get_attack
+from robustbench_mix.attacks.linf import fgsm, pgd
+from robustbench_mix.data.prepare import to_float
+from robustbench_mix.evaluation.evaluators import attack_correct, predict
 
 
 def accuracies(model, data, attack, eps_list, steps=5, n=None, restarts=1):

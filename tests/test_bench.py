@@ -1,6 +1,6 @@
 import json
 
-from robustbench_mix.bench import main
+from robustbench_mix.bench import load, main
 
 
 def test_bench_reduced_cpu_mode_writes_its_figures(tmp_path, capsys):
@@ -20,7 +20,7 @@ def test_bench_reduced_cpu_mode_writes_its_figures(tmp_path, capsys):
 def test_precision_check_compares_fp32_and_bf16_attacks_on_finished_runs(tmp_path, capsys):
     import pandas as pd
 
-    from robustbench_mix.suite import main as suite
+    from robustbench_mix.cli.suite import main as suite
 
     res = tmp_path / "res"
     assert suite(["--epochs", "1", "--noise", "0", "--seeds", "0", "--methods", "erm", "--attacks", "fgsm,pgd",
@@ -50,8 +50,8 @@ def test_stacked_step_equals_separate_sgd_steps():
     # the prototype that trains several runs at once must train each exactly as if alone
     import torch
 
-    from robustbench_mix.bench import Stacked
-    from robustbench_mix.models import build
+    Stacked = load()["Stacked"]
+    from robustbench_mix.models.families import build
 
     models = []
     for seed in range(3):

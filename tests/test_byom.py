@@ -9,10 +9,11 @@ import pytest
 import torch
 
 import robustbench_mix as rbm
-from robustbench_mix.checkpoint import main as checkpoint_main
-from robustbench_mix.data import load_digits
-from robustbench_mix.results import KEY, load_runs
-from robustbench_mix.suite import main as suite_main
+from robustbench_mix.cli.checkpoint import main as checkpoint_main
+from robustbench_mix.cli.suite import main as suite_main
+from robustbench_mix.data.sources import load_digits
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import KEY
 
 TRAIN = ["--methods", "mixup", "--noise", "0", "--seeds", "3", "--epochs", "2", "--eps", "8", "--attack-steps", "3",
          "--attack-samples", "120", "--no-progress"]
@@ -27,8 +28,8 @@ def suite_run(tmp_path_factory):
 
 
 def _suite_model(ckpt: Path):
-    from robustbench_mix.config import Experiment
-    from robustbench_mix.models import build
+    from robustbench_mix.experiment.experiment import Experiment
+    from robustbench_mix.models.families import build
 
     ck = torch.load(ckpt, weights_only=True)
     exp = Experiment.from_json(ck["config"])
@@ -157,7 +158,7 @@ def _ck(ckpt: Path) -> dict:
 
 def _rewrite(ck: dict, path: Path) -> Path:
     """A checkpoint as the suite writes it (its checksum recomputed): what an edit that kept the file valid gives."""
-    from robustbench_mix.train import save_checkpoint
+    from robustbench_mix.core.torchfile import save_checkpoint
 
     state = {k: v for k, v in ck.items() if k != "checksum"}
     save_checkpoint(state, path)
@@ -165,7 +166,7 @@ def _rewrite(ck: dict, path: Path) -> Path:
 
 
 def test_evaluation_seeds_never_pose_as_training_seeds(suite_run, tmp_path):
-    from robustbench_mix.compare import compare
+    from robustbench_mix.reports.compare import compare
 
     _, ckpt = suite_run
     out = tmp_path / "e"
@@ -246,9 +247,9 @@ def test_a_noisy_runs_checkpoint_writes_the_runs_realized_noise(tmp_path):
     assert 0.3 < truth < 0.4
     assert ours[ours["metric"] == "noise_realized"]["value"].item() == pytest.approx(truth, abs=1e-6)
     # without the training data at hand unchanged the row is left out, and the run stays whole
-    from robustbench_mix.checkpoint import with_noise_realized
-    from robustbench_mix.config import Experiment
-    from robustbench_mix.results import merge_run
+    from robustbench_mix.api.checkpoints import with_noise_realized
+    from robustbench_mix.experiment.experiment import Experiment
+    from robustbench_mix.store.write import merge_run
 
     run = suite[suite["run_id"] == suite["run_id"].iloc[0]]
     left = with_noise_realized(run, Experiment.from_json(run["config"].iloc[0]), None)
@@ -330,7 +331,7 @@ def test_a_bare_torchvision_state_dict_is_told_the_wrapper_the_suite_expects(tmp
     assert "torch.nn.Sequential(Normalize(mean, std), torch.nn.Sequential(GreyToRGB(), model))" in err
     assert "'1.1.conv1.weight'" in err and "normalize=(mean, std)" in err
     # wrapped as it says, it is evaluated
-    from robustbench_mix.models import build
+    from robustbench_mix.models.families import build
 
     d = load_digits(None)
     mean, std = d.channel_stats()
@@ -360,16 +361,16 @@ def test_several_paths_and_a_results_directory_each_its_own_run(suite_run, tmp_p
 
 
 def test_the_checkpoint_command_shows_progress_unless_asked_not_to(suite_run, tmp_path, monkeypatch):
-    import robustbench_mix.checkpoint as checkpoint
+    import robustbench_mix.api.checkpoints as checkpoints_
 
     seen = []
-    real = checkpoint.evaluate_experiment
+    real = checkpoints_.evaluate_experiment
 
     def spy(*a, **k):
         seen.append(k.get("progress", "missing"))
         return real(*a, **k)
 
-    monkeypatch.setattr(checkpoint, "evaluate_experiment", spy)
+    monkeypatch.setattr(checkpoints_, "evaluate_experiment", spy)
     _, ckpt = suite_run
     flags = ["--attacks", "fgsm", "--eps", "8", "--out", str(tmp_path / "e")]
     assert checkpoint_main([str(ckpt), *flags]) == 0

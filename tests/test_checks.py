@@ -5,11 +5,12 @@ from dataclasses import replace
 import torch
 from conftest import linear_model
 
-from robustbench_mix.attacks import ATTACKS, Attack, fgsm, frozen_eval
-from robustbench_mix.checks import check_rows
-from robustbench_mix.config import Experiment
-from robustbench_mix.data import prepare, to_float
-from robustbench_mix.evaluators import attack_correct, final_rows, finish
+from robustbench_mix.attacks.base import ATTACKS, Attack, frozen_eval
+from robustbench_mix.attacks.linf import fgsm
+from robustbench_mix.data.prepare import prepare, to_float
+from robustbench_mix.evaluation.checks import check_rows
+from robustbench_mix.evaluation.evaluators import attack_correct, final_rows, finish
+from robustbench_mix.experiment.experiment import Experiment
 
 EXP = Experiment(attacks=("fgsm", "pgd"), eps=(8.0, 16.0), attack_steps=5, check_eps=64.0)
 
@@ -103,8 +104,8 @@ def test_eps0_check_compares_clean_and_attacked_accuracy_at_the_same_precision()
     # argmax picks class 0. On CUDA clean evaluation is bf16 and attacks fp32 by default, so comparing
     # across precisions failed the exact eps-0 check on every GPU run; the subset's clean accuracy must be
     # measured at the attacks' precision.
-    from robustbench_mix.data import Prepared
-    from robustbench_mix.evaluators import robustness_rows
+    from robustbench_mix.data.prepare import Prepared
+    from robustbench_mix.evaluation.evaluators import robustness_rows
 
     lin = torch.nn.Linear(64, 10, bias=False)
     with torch.no_grad():

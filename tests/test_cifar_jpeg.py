@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_mix.data import attack_subset, load
-from robustbench_mix.models import build
-from robustbench_mix.results import load_runs
-from robustbench_mix.suite import main
+from robustbench_mix.cli.suite import main
+from robustbench_mix.data.base import load
+from robustbench_mix.data.prepare import attack_subset
+from robustbench_mix.models.families import build
+from robustbench_mix.store.load import load_runs
 
 TARBALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 pytestmark = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} is not there")

@@ -7,13 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustbench_mix.claims import check_all, load_claims
-from robustbench_mix.claims import main as claims_main
-from robustbench_mix.compare import compare, compare_sides, paired_ci, to_markdown, welch_ci
-from robustbench_mix.compare import main as compare_main
-from robustbench_mix.config import Experiment
-from robustbench_mix.report import write_report
-from robustbench_mix.results import atomic_write_csv, load_runs, to_frame
+from robustbench_mix.cli.claims import main as claims_main
+from robustbench_mix.cli.compare import main as compare_main
+from robustbench_mix.experiment.experiment import Experiment
+from robustbench_mix.reports.claims import check_all, load_claims
+from robustbench_mix.reports.compare import compare, compare_sides, paired_ci, to_markdown, welch_ci
+from robustbench_mix.reports.report import write_report
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import to_frame
+from robustbench_mix.store.write import atomic_write_csv
 
 
 def runs(specs, epochs=200):
@@ -189,8 +191,9 @@ def _assert_report_shows(d, relax=()):
     it made (each PNG's own bytes in the page), each figure and table with a caption."""
     import base64
 
-    from robustbench_mix.claims import section
-    from robustbench_mix.results import load_results, summarize, summary_markdown
+    from robustbench_mix.reports.claims import section
+    from robustbench_mix.store.load import load_results
+    from robustbench_mix.store.summary import summarize, summary_markdown
 
     md, page = write_report(d, relax)
     text, html = md.read_text(), page.read_text()
@@ -261,7 +264,7 @@ def test_claims_command_and_report_give_the_same_verdicts(tmp_path, capsys, rela
 
 
 def test_report_renders_every_plot_of_a_real_run(tmp_path):
-    from robustbench_mix.suite import main
+    from robustbench_mix.cli.suite import main
 
     out = tmp_path / "q"
     assert main(["--out", str(out), "--epochs", "2", "--eval-every", "1", "--eps", "8", "--attack-steps", "2",
@@ -271,22 +274,12 @@ def test_report_renders_every_plot_of_a_real_run(tmp_path):
     assert "<table>" in html and "The paper's claims" in html
 
 
-def test_the_data_layer_does_not_import_the_results_store():
-    import ast
-
-    import robustbench_mix.data as data
-
-    tree = ast.parse(Path(data.__file__).read_text())
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "atomic" in imported and "results" not in imported
-
-
 # ------------------------------------------------------------------------------ compare by what differs
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 
 
 def _reference(name: str) -> pd.DataFrame:
-    from robustbench_mix.results import load_results
+    from robustbench_mix.store.load import load_results
 
     if not (REFERENCE / name / "runs.csv").exists():
         pytest.skip(f"results/reference/{name} is not committed")
@@ -389,8 +382,8 @@ ROBUSTBENCH_KEYS = {"name", "dataset", "architecture", "eps", "clean_acc", "auto
 
 
 def test_leaderboard_entry_of_a_suite_run_names_its_attack_and_test_examples(tmp_path, capsys):
-    from robustbench_mix.data import load_digits
-    from robustbench_mix.leaderboard import main as leaderboard_main
+    from robustbench_mix.cli.leaderboard import main as leaderboard_main
+    from robustbench_mix.data.sources import load_digits
 
     df = _reference("quick")
     erm = df[(df["method"] == "erm") & (df["noise"] == 0)]
@@ -415,7 +408,7 @@ def test_leaderboard_entry_of_a_suite_run_names_its_attack_and_test_examples(tmp
 
 
 def test_leaderboard_entry_with_autoattack_and_corruptions_uses_robustbenchs_fields():
-    from robustbench_mix.leaderboard import entry
+    from robustbench_mix.reports.leaderboard import entry
 
     exp = Experiment(preset="api", model="user:net", method="external", epochs=0, attacks=("pgd", "autoattack"),
                      eps=(8.0,), attack_samples=100, corruptions=("gaussian_noise",))

@@ -4,21 +4,25 @@ from dataclasses import replace
 
 import pytest
 
-from robustbench_mix.config import PRESETS, Experiment, Suite, Variant, get_preset, parse_eps, validate
-from robustbench_mix.errors import UsageError
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.units import parse_eps
+from robustbench_mix.experiment.experiment import Experiment
+from robustbench_mix.experiment.grids import Suite, Variant
+from robustbench_mix.experiment.presets import PRESETS, get_preset
+from robustbench_mix.experiment.validation import validate
 
 
 def test_run_id_is_stable_across_processes_and_releases():
     # A changed id would orphan every results file: change this literal only with a migration.
     assert Experiment().run_id == "906890eb3d"
-    out = subprocess.run([sys.executable, "-c", "from robustbench_mix.config import Experiment;"
+    out = subprocess.run([sys.executable, "-c", "from robustbench_mix.experiment.experiment import Experiment;"
                           "print(Experiment(method='mixup', alpha=1.0).run_id)"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == Experiment(method="mixup", alpha=1.0).run_id
 
 
 def test_fields_added_later_keep_old_run_ids_at_their_default():
-    from robustbench_mix.config import ADDED_FIELDS
+    from robustbench_mix.experiment.experiment import ADDED_FIELDS
 
     assert "attack_precision" in ADDED_FIELDS
     assert Experiment(attack_precision="fp32").run_id == Experiment().run_id == "906890eb3d"

@@ -17,6 +17,7 @@ from PIL import Image
 from scipy.ndimage import map_coordinates
 from scipy.ndimage import zoom as scizoom
 
+from robustbench_mix.core.errors import UsageError
 from robustbench_mix.corruptions import (
     CORRUPTIONS,
     EXTRA_CORRUPTIONS,
@@ -29,7 +30,6 @@ from robustbench_mix.corruptions import (
     load_standard,
     weather,
 )
-from robustbench_mix.errors import UsageError
 
 sk = pytest.importorskip("skimage")
 cv2 = pytest.importorskip("cv2")
@@ -531,7 +531,7 @@ def test_the_mean_is_over_the_benchmark_files_only(tmp_path):
 
 
 def test_on_digits_severity_zero_is_clean_and_accuracy_falls_with_severity(trained):
-    from robustbench_mix.evaluators import predict
+    from robustbench_mix.evaluation.evaluators import predict
 
     model, p = trained
     x, y = p.test_x, p.test_y

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
-from robustbench_mix.models import channels_last
-from robustbench_mix.results import load_runs
-from robustbench_mix.suite import main
+from robustbench_mix.cli.suite import main
+from robustbench_mix.core.device import channels_last
+from robustbench_mix.store.load import load_runs
 
 ARGS = ["--methods", "erm", "--noise", "0", "--epochs", "2", "--eps", "8", "--attack-steps", "2", "--no-progress"]
 CPU = torch.device("cpu")

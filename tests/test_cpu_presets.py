@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from robustbench_mix.config import Experiment, config_hash, get_preset
-from robustbench_mix.data import ImageData, prepare
+from robustbench_mix.cli.suite import main
+from robustbench_mix.data.base import ImageData
+from robustbench_mix.data.prepare import prepare
+from robustbench_mix.experiment.experiment import Experiment, config_hash
+from robustbench_mix.experiment.presets import get_preset
 from robustbench_mix.methods import METHODS, method_for
-from robustbench_mix.models import build
-from robustbench_mix.results import load_runs
-from robustbench_mix.suite import main
+from robustbench_mix.models.families import build
+from robustbench_mix.store.load import load_runs
 
 
 def _class_sorted(small_digits) -> ImageData:
@@ -96,8 +98,8 @@ def test_the_cpu_cifar_presets_grids():
 
 
 def test_the_robust_presets_train_each_adversarial_method_at_the_largest_radius_evaluated_and_validate():
-    from robustbench_mix.attacks import attack_norm
-    from robustbench_mix.config import validate
+    from robustbench_mix.attacks.base import attack_norm
+    from robustbench_mix.experiment.validation import validate
     from robustbench_mix.methods import METHODS
 
     for name in ("robust-cpu", "robust-cifar10"):

@@ -5,16 +5,11 @@ import pytest
 import torch
 from PIL import Image
 
-from robustbench_mix.data import (
-    corrupt_labels,
-    crop_flip,
-    load,
-    load_image_folder,
-    prepare,
-    scan_image_folder,
-    validation_split,
-)
-from robustbench_mix.errors import UsageError
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.data.augment import crop_flip
+from robustbench_mix.data.base import load
+from robustbench_mix.data.prepare import corrupt_labels, prepare, validation_split
+from robustbench_mix.data.sources import load_image_folder, scan_image_folder
 
 
 def test_digits_are_real_uint8_images(digits):
@@ -165,8 +160,8 @@ def test_image_folder_with_mixed_sizes_names_the_odd_file(tmp_path):
 
 
 def test_a_label_redrawn_to_its_own_class_is_not_counted_as_memorized(small_digits):
-    from robustbench_mix.data import corrupt_labels
-    from robustbench_mix.evaluators import memorization_metrics
+    from robustbench_mix.data.prepare import corrupt_labels
+    from robustbench_mix.evaluation.evaluators import memorization_metrics
 
     y = small_digits.train_y.numpy()
     noisy, changed = corrupt_labels(y, 10, 0.5, seed=0)

@@ -10,12 +10,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from robustbench_mix.config import RunOptions
-from robustbench_mix.data import prepare
-from robustbench_mix.evaluators import attack_correct, predict
-from robustbench_mix.runner import new_model, run_experiment
-from robustbench_mix.speed import GraphedStep, tensor_lr
-from robustbench_mix.train import fit, lr_factor, make_optimizer
+from robustbench_mix.data.prepare import prepare
+from robustbench_mix.evaluation.evaluators import attack_correct, predict
+from robustbench_mix.execution.runner import new_model, run_experiment
+from robustbench_mix.experiment.experiment import RunOptions
+from robustbench_mix.training.speed import GraphedStep, tensor_lr
+from robustbench_mix.training.train import fit, lr_factor, make_optimizer
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -81,7 +81,7 @@ def test_graphed_step_feeds_each_calls_draws_through_its_buffers():
 
 
 def test_a_failed_capture_fails_the_run_with_the_way_around_it():
-    from robustbench_mix.errors import RunFailed
+    from robustbench_mix.core.errors import RunFailed
 
     class Uncapturable(CPUGraphedStep):
         def _capture(self):
@@ -119,7 +119,7 @@ def test_the_graphable_methods_train_through_the_graphed_step_as_eager(monkeypat
                                                                        alpha):
     """CutMix's box and label smoothing's epsilon are tensor code: through the CPU stand-in of the graphed step
     (their draws in float32 buffers) they train as eager."""
-    import robustbench_mix.speed as speed
+    import robustbench_mix.training.speed as speed
 
     exp = replace(tiny_exp, method=method, alpha=alpha, epochs=2)
     cpu = torch.device("cpu")
@@ -144,9 +144,9 @@ def test_the_graphable_methods_train_through_the_graphed_step_as_eager(monkeypat
 def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, tmp_path):
     """The whole ``--cuda-graphs step`` path of fit on the CPU, CUDA calls stood in for: crop/flip and mixup
     draws through the buffers, the tensor lr under the schedule, its checkpoint and resume."""
-    import robustbench_mix.speed as speed
-    from robustbench_mix.config import Experiment
-    from robustbench_mix.data import ImageData
+    import robustbench_mix.training.speed as speed
+    from robustbench_mix.data.base import ImageData
+    from robustbench_mix.experiment.experiment import Experiment
 
     g = torch.Generator().manual_seed(0)
     data = ImageData("tiny32", torch.randint(0, 256, (96, 3, 32, 32), dtype=torch.uint8, generator=g),
@@ -185,7 +185,7 @@ def test_fit_through_the_graphed_step_trains_as_eager_and_resumes(monkeypatch, t
 @pytest.mark.skipif(not (shutil.which("g++") or shutil.which("clang++")),
                     reason="torch.compile on the CPU needs a C++ compiler")
 def test_compiled_training_matches_eager_alone_and_inside_the_graphed_step(monkeypatch, small_digits, tiny_exp):
-    import robustbench_mix.speed as speed
+    import robustbench_mix.training.speed as speed
 
     exp = replace(tiny_exp, method="mixup", alpha=1.0, epochs=2)
     cpu = torch.device("cpu")

@@ -9,12 +9,15 @@ import pytest
 import torch
 from conftest import linear_model
 
-from robustbench_mix import checks as checks_mod
-from robustbench_mix.attacks import ATTACKS, attack_norm, fgm_l2, pgd_l2, project_l2
-from robustbench_mix.checks import check_rows
-from robustbench_mix.config import Experiment, parse_eps_l2, validate
-from robustbench_mix.errors import UsageError
-from robustbench_mix.results import load_runs
+from robustbench_mix.attacks.base import ATTACKS, attack_norm
+from robustbench_mix.attacks.l2 import fgm_l2, pgd_l2, project_l2
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.units import parse_eps_l2
+from robustbench_mix.evaluation import checks as checks_mod
+from robustbench_mix.evaluation.checks import check_rows
+from robustbench_mix.experiment.experiment import Experiment
+from robustbench_mix.experiment.validation import validate
+from robustbench_mix.store.load import load_runs
 
 
 def _l2(v):
@@ -93,7 +96,7 @@ def test_eps_l2_does_not_change_existing_run_ids():
 
 
 def test_suite_flag_eps_l2_errors_name_the_flag(tmp_path, capsys):
-    from robustbench_mix.suite import main
+    from robustbench_mix.cli.suite import main
 
     base = ["--methods", "erm", "--noise", "0", "--epochs", "1", "--out", str(tmp_path), "--no-progress"]
     assert main([*base, "--attacks", "pgd_l2"]) != 0
@@ -105,7 +108,7 @@ def test_suite_flag_eps_l2_errors_name_the_flag(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def l2_run(tmp_path_factory):
     """A one-epoch digits run attacked with pgd (L-infinity), pgd_l2 and fgm_l2 (L2) by the suite's CLI."""
-    from robustbench_mix.suite import main
+    from robustbench_mix.cli.suite import main
 
     out = tmp_path_factory.mktemp("l2run")
     assert main(["--preset", "quick", "--methods", "erm", "--noise", "0", "--epochs", "1", "--attacks",
@@ -142,9 +145,9 @@ def test_an_l2_evaluation_writes_its_own_rows_and_passes_its_checks(l2_run):
 
 
 def test_l2_rows_are_their_own_columns_in_tables_and_headline(l2_run):
-    from robustbench_mix.headline import headline
-    from robustbench_mix.results import summarize, summary_markdown
-    from robustbench_mix.tables import robust_table
+    from robustbench_mix.reports.headline import headline
+    from robustbench_mix.reports.tables import robust_table
+    from robustbench_mix.store.summary import summarize, summary_markdown
 
     out, df = l2_run
     md = robust_table(df, out)

@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustbench_mix.config import RunOptions
-from robustbench_mix.data import prepare
+from robustbench_mix.data.prepare import prepare
+from robustbench_mix.experiment.experiment import RunOptions
 from robustbench_mix.methods import (
     METHODS,
     cutmix_apply,
@@ -17,8 +17,8 @@ from robustbench_mix.methods import (
     mixup_draw,
     mixup_lambda,
 )
-from robustbench_mix.models import build
-from robustbench_mix.train import fit
+from robustbench_mix.models.families import build
+from robustbench_mix.training.train import fit
 
 
 def test_mixup_inputs_and_loss_match_hand_computation():
@@ -57,7 +57,8 @@ def test_mixup_batch_uses_same_lambda_for_inputs_and_loss():
     lam = mixup_lambda(1.0, np.random.default_rng(5))
     gen = torch.Generator().manual_seed(1)
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(1))
-    inputs, loss_fn = METHODS.get("mixup")(x, y, 1.0, 3, rng, gen)
+    m = METHODS.get("mixup").bind(METHODS.get("mixup").option_values("mixup", ""), image_size=(4, 4))
+    inputs, loss_fn = m.apply(x, y, 3, *m.draw(8, 1.0, rng, gen, x.device))
     torch.testing.assert_close(inputs, lam * x + (1 - lam) * x[perm])
     out = torch.randn(8, 3, generator=g)
     torch.testing.assert_close(loss_fn(out), lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[perm]))
@@ -185,7 +186,7 @@ def test_label_smoothing_targets_sum_to_one_and_its_loss_is_the_closed_form():
 def test_every_method_trains_a_tiny_model_above_chance(small_digits, tiny_exp):
     from dataclasses import replace
 
-    from robustbench_mix.evaluators import predict
+    from robustbench_mix.evaluation.evaluators import predict
 
     for name, alpha in (("manifold_mixup", 2.0), ("cutmix", 1.0), ("label_smoothing", 0.1)):
         model = _train(replace(tiny_exp, method=name, alpha=alpha, epochs=4), small_digits)
@@ -439,7 +440,7 @@ def test_manifold_mixup_mixes_each_of_the_three_points_a_third_of_the_time():
     unmixed one), 600 steps at a fixed seed, against uniform (chi-square)."""
     from scipy import stats
 
-    from robustbench_mix.config import Experiment
+    from robustbench_mix.experiment.experiment import Experiment
     from robustbench_mix.methods import method_for
 
     model = torch.nn.Sequential(Probe(), Probe(), Probe(), torch.nn.Flatten(), torch.nn.Linear(12, 3))
@@ -473,7 +474,8 @@ def test_every_option_reaches_a_function_and_its_default_is_valid():
 
 
 def test_methods_without_values_take_their_own_defaults_the_presets_values():
-    from robustbench_mix.config import ALL_METHODS, Variant, grid_variants
+    from robustbench_mix.experiment.grids import Variant, grid_variants
+    from robustbench_mix.experiment.presets import ALL_METHODS
 
     got = grid_variants("erm,mixup,manifold_mixup,cutmix,label_smoothing", None, None, ())
     assert got == ALL_METHODS == (Variant("erm"), Variant("mixup", 1.0), Variant("manifold_mixup", 2.0),
@@ -486,8 +488,9 @@ def test_methods_without_values_take_their_own_defaults_the_presets_values():
 
 
 def test_alpha_sets_only_the_beta_mixing_methods_listed_without_a_value():
-    from robustbench_mix.config import PRESETS, Variant, grid_variants
-    from robustbench_mix.errors import UsageError
+    from robustbench_mix.core.errors import UsageError
+    from robustbench_mix.experiment.grids import Variant, grid_variants
+    from robustbench_mix.experiment.presets import PRESETS
 
     got = grid_variants("erm,mixup,cutmix:1,label_smoothing", "1,8", None, ())
     assert got == (Variant("erm"), Variant("mixup", 1.0), Variant("mixup", 8.0), Variant("cutmix", 1.0),
@@ -518,8 +521,8 @@ def test_a_bad_method_value_exits_2_naming_method_value_and_range_before_trainin
                                                                                   item, message):
     import re
 
-    import robustbench_mix.executors as executors
-    from robustbench_mix.suite import main
+    import robustbench_mix.execution.executors as executors
+    from robustbench_mix.cli.suite import main
 
     monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     assert main(["--out", str(tmp_path), "--no-progress", "--methods", f"erm,{item}"]) == 2
@@ -528,7 +531,7 @@ def test_a_bad_method_value_exits_2_naming_method_value_and_range_before_trainin
 
 
 def test_all_five_methods_run_from_the_command_line_each_at_its_own_parameter(tmp_path, capsys):
-    from robustbench_mix.suite import main
+    from robustbench_mix.cli.suite import main
 
     # --alpha 1 once reached label smoothing as epsilon 1 and failed; now it sets the mixing methods' alpha
     for extra, manifold in (([], 2), (["--alpha", "1"], 1)):
@@ -541,7 +544,7 @@ def test_all_five_methods_run_from_the_command_line_each_at_its_own_parameter(tm
 
 
 def test_help_documents_each_methods_parameter_and_options():
-    from robustbench_mix.suite import build_parser
+    from robustbench_mix.cli.suite_args import build_parser
 
     text = build_parser().format_help()
     assert "never label smoothing's ε" in " ".join(text.split())  # --alpha's help, wrapped
@@ -554,7 +557,7 @@ def test_help_documents_each_methods_parameter_and_options():
 def test_published_run_ids_stay_and_cutmix_runs_get_new_ones():
     """Ids of results/reference/*/runs.csv: ERM, mixup, mixup + dropout, label smoothing and manifold mixup
     compute as before and keep theirs; CutMix (new box, probability 0.5) computes otherwise and must not."""
-    from robustbench_mix.config import PRESETS
+    from robustbench_mix.experiment.presets import PRESETS
 
     ids = {r.run_id: r for name in ("quick", "table2-cpu", "methods-cpu") for r in PRESETS[name].expand()}
     kept = {"bcb9551e18": ("quick", "erm", 0.0), "e1212d97a1": ("quick", "mixup", 0.4),
@@ -574,8 +577,9 @@ def test_published_run_ids_stay_and_cutmix_runs_get_new_ones():
 def test_a_config_recorded_before_options_reads_as_what_it_computed():
     import json
 
-    from robustbench_mix.config import Experiment, validate
-    from robustbench_mix.errors import UsageError
+    from robustbench_mix.core.errors import UsageError
+    from robustbench_mix.experiment.experiment import Experiment
+    from robustbench_mix.experiment.validation import validate
     from robustbench_mix.methods import LEGACY, method_for, run_label
 
     def old(**kw):  # as runs.csv's config column held it before method_options existed

@@ -12,11 +12,13 @@ import torch.nn.functional as F
 from test_compare_claims_report import ERM, GEN, MIXUP, runs, seeds
 from test_numbers import Threshold, _passing_rows, _set, _verdicts
 
-from robustbench_mix.attacks import ATTACKS, Attack, frozen_eval, ifgsm, pgd
-from robustbench_mix.claims import check_all
+from robustbench_mix.attacks.base import ATTACKS, Attack, frozen_eval
+from robustbench_mix.attacks.linf import ifgsm, pgd
 from robustbench_mix.corruptions import CORRUPTIONS
-from robustbench_mix.data import _crop_flip_draw, to_float
-from robustbench_mix.evaluators import attack_correct, clean_metrics, input_grad_abs_mean
+from robustbench_mix.data.augment import _crop_flip_draw
+from robustbench_mix.data.prepare import to_float
+from robustbench_mix.evaluation.evaluators import attack_correct, clean_metrics, input_grad_abs_mean
+from robustbench_mix.reports.claims import check_all
 
 
 # ------------------------------------------------------------------ attacks where the gradient sign is known
@@ -258,7 +260,7 @@ def test_zoom_blur_factors_are_the_generators():
 def test_memorization_rows_split_the_training_set_by_the_corrupted_mask():
     """memorization_splits_swapped: a model that has memorized every noisy label is right on the clean subset,
     wrong (against the truth) on the corrupted one, and has memorized all of the latter."""
-    from robustbench_mix.evaluators import memorization_metrics
+    from robustbench_mix.evaluation.evaluators import memorization_metrics
 
     true_y = torch.arange(20) % 10
     noisy = true_y.clone()
@@ -273,7 +275,7 @@ def test_memorization_rows_split_the_training_set_by_the_corrupted_mask():
 def test_attack_subset_gives_the_extra_images_to_the_largest_remainders_ties_to_the_lower_class():
     """subset_smallest_remainder: quotas 4.9, 1.4, 0.7 of 7 round down to 4, 1, 0; the two images left go to the
     remainders 0.9 and 0.7, not 0.4; equal remainders go to the lower class."""
-    from robustbench_mix.data import attack_subset
+    from robustbench_mix.data.prepare import attack_subset
 
     y = np.array([0] * 70 + [1] * 20 + [2] * 10)
     assert np.bincount(y[attack_subset(y, 7)], minlength=3).tolist() == [5, 1, 1]
@@ -285,7 +287,7 @@ def test_attack_subset_gives_the_extra_images_to_the_largest_remainders_ties_to_
 def test_compare_std_is_the_sample_std_over_seeds():
     """compare_std_ddof0: the std beside each mean is over seeds with Bessel's correction (as claims' and the
     tables')."""
-    from robustbench_mix.compare import compare
+    from robustbench_mix.reports.compare import compare
 
     a = runs(seeds(ERM, [0.90, 0.91, 0.95]))
     b = runs(seeds(ERM, [0.80, 0.86]))
@@ -308,7 +310,7 @@ def test_the_row_of_severity_s_holds_the_accuracy_at_severity_s():
     """corruption_severity_shift: each corrupt:<name>:<s> row is the accuracy on corrupt(x, name, s), and the mean
     is theirs (contrast's five factors give five different accuracies here)."""
     from robustbench_mix.corruptions import corrupt
-    from robustbench_mix.evaluators import corruption_rows, finish
+    from robustbench_mix.evaluation.evaluators import corruption_rows, finish
 
     amp = torch.linspace(5, 127, 40)
     pattern = torch.tensor([1.0, -1.0]).repeat(32)[:64].view(1, 1, 8, 8)

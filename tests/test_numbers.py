@@ -8,12 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from robustbench_mix.attacks import ATTACKS, Attack
-from robustbench_mix.checks import check_rows
-from robustbench_mix.config import Experiment
-from robustbench_mix.data import ImageData, prepare
-from robustbench_mix.evaluators import ECE_BINS, expected_calibration_error, finish, robustness_rows
-from robustbench_mix.results import NUMERIC, ResultsError, load_runs
+from robustbench_mix.attacks.base import ATTACKS, Attack
+from robustbench_mix.data.base import ImageData
+from robustbench_mix.data.prepare import prepare
+from robustbench_mix.evaluation.checks import check_rows
+from robustbench_mix.evaluation.evaluators import ECE_BINS, expected_calibration_error, finish, robustness_rows
+from robustbench_mix.experiment.experiment import Experiment
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import NUMERIC, ResultsError
 
 # ------------------------------------------------------------------------------- per-example worst case
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import robustbench_mix.plots as plots
-from robustbench_mix.results import load_results
+import robustbench_mix.reports.plots as plots
+from robustbench_mix.store.load import load_results
 
 REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
 

@@ -12,11 +12,13 @@ import pandas as pd
 import pytest
 import torch
 
-from robustbench_mix.config import DEFAULT_OPTIONS, Experiment
-from robustbench_mix.data import load_digits
-from robustbench_mix.executors import Job, Outcome, RayExecutor, Recorder
-from robustbench_mix.results import KEY, load_runs
-from robustbench_mix.suite import main
+from robustbench_mix.cli.suite import main
+from robustbench_mix.data.sources import load_digits
+from robustbench_mix.execution.executors import Job, Outcome, Recorder
+from robustbench_mix.execution.ray import RayExecutor
+from robustbench_mix.experiment.experiment import DEFAULT_OPTIONS, Experiment
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["--methods", "erm", "--noise", "0", "--eps", "8", "--attack-steps", "2", "--no-progress"]
@@ -184,9 +186,9 @@ def test_ctrl_c_on_the_driver_cancels_the_tasks_and_says_how_to_resume(ray_clust
                                          (["--gpus-per-run", "2"], "use --gpus-per-run 0 (no node has 2 GPU(s))")])
 def test_a_request_no_node_can_hold_is_refused_before_the_data_are_loaded(ray_cluster, tmp_path, capsys, monkeypatch,
                                                                           flags, says):
-    import robustbench_mix.suite as suite
+    import robustbench_mix.execution.grid as grid
 
-    monkeypatch.setattr(suite, "load", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(grid, "load", lambda *a, **k: pytest.fail("data loaded"))
     assert main([*GRID, "--seeds", "0", "--out", str(tmp_path), "--executor", "ray", *flags]) == 2
     err = capsys.readouterr().err
     assert "no node of the Ray cluster has that much (its nodes have: 2 CPU(s), 1 GPU(s))" in err and says in err

@@ -15,20 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from robustbench_mix.config import Experiment, RunOptions
-from robustbench_mix.errors import RunFailed, UsageError
-from robustbench_mix.results import (
-    KEY,
-    ResultsError,
-    atomic_write_text,
-    damaged_runs,
-    load_runs,
-    merge_run,
-    neutralize,
-    record_failure,
-    to_frame,
-)
-from robustbench_mix.suite import main
+from robustbench_mix.cli.suite import main
+from robustbench_mix.core.atomic import atomic_write_text
+from robustbench_mix.core.errors import RunFailed, UsageError
+from robustbench_mix.experiment.experiment import Experiment, RunOptions
+from robustbench_mix.store.load import damaged_runs, load_runs
+from robustbench_mix.store.schema import KEY, ResultsError, to_frame
+from robustbench_mix.store.write import merge_run, neutralize, record_failure
 
 TINY = ["--methods", "erm", "--noise", "0", "--epochs", "1", "--eps", "8", "--attack-steps", "1", "--no-progress"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,7 +67,7 @@ def test_four_processes_on_one_out_end_with_every_run_exactly_once(tmp_path):
 
 
 def test_a_second_process_says_what_the_first_is_doing_and_waits_for_it(tmp_path, capsys):
-    from robustbench_mix.results import run_lock
+    from robustbench_mix.execution.locks import run_lock
 
     args = ["--out", str(tmp_path / "r"), *TINY]
     assert main([*args, "--dry-run"]) == 0
@@ -93,7 +86,7 @@ def test_a_second_process_says_what_the_first_is_doing_and_waits_for_it(tmp_path
 
 
 def test_temporary_names_are_unique_and_a_failed_write_leaves_none(tmp_path, monkeypatch):
-    from robustbench_mix.results import temporary_name
+    from robustbench_mix.core.atomic import temporary_name
 
     target = tmp_path / "x.csv"
     assert temporary_name(target) != temporary_name(target)
@@ -109,7 +102,7 @@ def test_temporary_names_are_unique_and_a_failed_write_leaves_none(tmp_path, mon
 
 
 def test_a_checkpoint_that_cannot_be_written_fails_the_run_and_leaves_no_temporary_file(tmp_path, monkeypatch):
-    from robustbench_mix.train import save_checkpoint
+    from robustbench_mix.core.torchfile import save_checkpoint
 
     def too_big(fd):
         raise OSError(27, "File too large")
@@ -149,7 +142,7 @@ def test_a_changed_image_folder_is_not_reported_with_the_old_numbers(tmp_path, c
 
 
 def test_sixteen_bit_png_is_scaled_not_saturated(tmp_path):
-    from robustbench_mix.data import _decode
+    from robustbench_mix.data.sources import _decode
 
     a = np.full((4, 4), 32768, dtype=np.uint16)
     Image.fromarray(a).save(tmp_path / "x.png")
@@ -158,7 +151,7 @@ def test_sixteen_bit_png_is_scaled_not_saturated(tmp_path):
 
 
 def test_image_cache_that_is_wrong_or_truncated_is_rebuilt(tmp_path):
-    from robustbench_mix.data import load_image_folder
+    from robustbench_mix.data.sources import load_image_folder
 
     a, b = tmp_path / "a", tmp_path / "b"
     _folder(a)
@@ -178,7 +171,7 @@ def test_image_cache_that_is_wrong_or_truncated_is_rebuilt(tmp_path):
 
 
 def test_a_decompression_bomb_is_refused_before_decoding_naming_the_file(tmp_path):
-    from robustbench_mix.data import MAX_PIXELS, _decode
+    from robustbench_mix.data.sources import MAX_PIXELS, _decode
 
     side = int(MAX_PIXELS ** 0.5) + 1
     Image.new("L", (side, side)).save(tmp_path / "bomb.png")
@@ -188,7 +181,7 @@ def test_a_decompression_bomb_is_refused_before_decoding_naming_the_file(tmp_pat
 
 # ------------------------------------------------------------------- errors: refused before training, or a run's
 def test_attack_samples_larger_than_the_test_set_is_refused_before_training(tmp_path, capsys, monkeypatch):
-    import robustbench_mix.executors as executors
+    import robustbench_mix.execution.executors as executors
 
     monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     assert main(["--out", str(tmp_path), *TINY, "--attack-samples", "100000"]) == 2
@@ -202,7 +195,7 @@ def test_negative_or_huge_seeds_are_refused(tmp_path, capsys, flag, value):
 
 
 def test_nan_outputs_at_evaluation_fail_that_run_with_a_reason():
-    from robustbench_mix.evaluators import clean_metrics
+    from robustbench_mix.evaluation.evaluators import clean_metrics
 
     with pytest.raises(RunFailed, match="not finite at evaluation"):
         clean_metrics(torch.full((4, 10), float("nan")), torch.zeros(4, dtype=torch.long))
@@ -216,7 +209,7 @@ def test_an_empty_failures_file_is_rewritten(tmp_path):
 
 
 def test_a_diverging_run_fails_with_the_reason(tmp_path, capsys, monkeypatch):
-    import robustbench_mix.train as train
+    import robustbench_mix.training.train as train
 
     monkeypatch.setattr(train, "DIVERGED", 1e-6)  # any loss now counts as diverged
     assert main(["--out", str(tmp_path), *TINY, "--methods", "erm,mixup"]) == 1
@@ -267,7 +260,7 @@ def test_a_checkpoint_with_flipped_bits_in_its_weights_is_refused(tmp_path, caps
     assert at > 0
     raw[at + 10] ^= 0x04
     ck.write_bytes(bytes(raw))
-    from robustbench_mix.train import load_checkpoint
+    from robustbench_mix.core.torchfile import load_checkpoint
 
     with pytest.raises(RunFailed, match="fails its checksum"):
         load_checkpoint(ck, torch.device("cpu"))
@@ -296,7 +289,7 @@ def test_spreadsheet_formulas_in_a_results_file_are_refused_and_neutralized_wher
 
 
 def test_a_dollar_sign_in_a_name_does_not_break_the_plots(tmp_path):
-    from robustbench_mix.plots import robust_accuracy
+    from robustbench_mix.reports.plots import robust_accuracy
 
     exp = Experiment(dataset="imagefolder:my$data", epochs=1)
     rows = [{"epoch": 1, "split": "test", "attack": "fgsm", "eps": e, "metric": "acc", "value": 0.9 - e}
@@ -327,10 +320,10 @@ def test_sigterm_stops_with_the_resume_message(tmp_path):
 
 
 def test_a_surrogate_left_partial_by_an_interrupted_force_rerun_is_retrained(tmp_path, capsys):
-    from robustbench_mix.config import surrogate_of
-    from robustbench_mix.data import load_digits
-    from robustbench_mix.runner import run_experiment
-    from robustbench_mix.suite import build_parser, suite_from_args
+    from robustbench_mix.cli.suite_args import build_parser, suite_from_args
+    from robustbench_mix.data.sources import load_digits
+    from robustbench_mix.execution.runner import run_experiment
+    from robustbench_mix.experiment.grids import surrogate_of
 
     common = ["--preset", "table3-cpu", "--out", str(tmp_path), "--epochs", "2", "--attack-steps", "1", "--eps", "8",
               "--methods", "erm", "--no-progress"]
@@ -424,9 +417,9 @@ def _cheap_autoattack():
 @pytest.mark.parametrize("classes, precision", [(3, "fp32"), (5, "fp32"), (10, "bf16")])
 def test_autoattack_with_few_classes_or_bf16_gives_rows(tmp_path, monkeypatch, classes, precision):
     pytest.importorskip("pyautoattack")
-    import robustbench_mix.attacks as attacks
+    import robustbench_mix.attacks.autoattack as autoattack_
 
-    monkeypatch.setattr(attacks, "autoattack_class", _cheap_autoattack)
+    monkeypatch.setattr(autoattack_, "autoattack_class", _cheap_autoattack)
     root = _classes_folder(tmp_path / "img", classes)
     # a tiny epsilon: points survive APGD-CE, so APGD-T, FAB-T and Square all run
     assert main(["--dataset", f"imagefolder:{root}", "--model", "mlp", "--batch-size", "6", "--epochs", "1",
@@ -441,7 +434,7 @@ def test_autoattack_with_few_classes_or_bf16_gives_rows(tmp_path, monkeypatch, c
 
 def test_autoattack_is_the_standard_version_with_ten_classes_and_targets_what_exists_below():
     pytest.importorskip("pyautoattack")
-    from robustbench_mix.attacks import autoattack_for
+    from robustbench_mix.attacks.autoattack import autoattack_for
 
     model = torch.nn.Linear(2, 2)
     ten = autoattack_for(model, 8 / 255, 10, "cpu")
@@ -454,8 +447,8 @@ def test_autoattack_is_the_standard_version_with_ten_classes_and_targets_what_ex
 
 
 def test_an_attack_that_raises_fails_its_run_and_the_grid_goes_on(tmp_path, capsys, monkeypatch):
-    import robustbench_mix.evaluators as evaluators
-    from robustbench_mix.attacks import Attack
+    import robustbench_mix.evaluation.evaluators as evaluators
+    from robustbench_mix.attacks.base import Attack
 
     real, calls = evaluators.get_attack, []
 
@@ -511,7 +504,7 @@ def test_ray_flags_that_would_be_ignored_or_crash_are_refused(tmp_path, capsys, 
 def test_a_ray_request_no_node_can_hold_is_refused():
     import argparse
 
-    from robustbench_mix.executors import RayExecutor
+    from robustbench_mix.execution.ray import RayExecutor
 
     def ray(gpus=None, cpus=None):
         return RayExecutor(argparse.Namespace(address="", gpus_per_run=gpus, cpus_per_run=cpus, max_retries=None))

@@ -1,9 +1,12 @@
 import pandas as pd
 import pytest
 
-from robustbench_mix.config import Experiment
-from robustbench_mix.evaluators import expected_calibration_error, memorization_metrics
-from robustbench_mix.results import COLUMNS, KEY, load_runs, merge_run, summarize, summary_markdown, to_frame
+from robustbench_mix.evaluation.evaluators import expected_calibration_error, memorization_metrics
+from robustbench_mix.experiment.experiment import Experiment
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import COLUMNS, KEY, to_frame
+from robustbench_mix.store.summary import summarize, summary_markdown
+from robustbench_mix.store.write import merge_run
 
 
 def test_columns_follow_the_documented_contract():
@@ -58,7 +61,7 @@ def test_memorized_fraction_of_noisy_and_true_label_predictors():
     import numpy as np
     import torch
 
-    from robustbench_mix.data import corrupt_labels
+    from robustbench_mix.data.prepare import corrupt_labels
 
     true = np.random.default_rng(0).integers(0, 10, 2000)
     noisy, mask = corrupt_labels(true, 10, 0.5, seed=0)

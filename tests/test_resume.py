@@ -10,10 +10,11 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from robustbench_mix.config import RunOptions
-from robustbench_mix.results import KEY, ResultsError, load_runs
-from robustbench_mix.runner import run_experiment
-from robustbench_mix.suite import main
+from robustbench_mix.cli.suite import main
+from robustbench_mix.execution.runner import run_experiment
+from robustbench_mix.experiment.experiment import RunOptions
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import KEY, ResultsError
 
 QUIET = RunOptions(progress=False)
 
@@ -113,13 +114,13 @@ def test_damaged_results_csv_is_detected(tmp_path, capsys, damage, message):
 def test_a_run_resumed_under_another_thread_count_warns_and_says_so_in_its_rows(tmp_path, capsys):
     import torch
 
-    from robustbench_mix.suite import build_parser, suite_from_args
-    from robustbench_mix.train import CHECKPOINT
+    from robustbench_mix.cli.suite_args import build_parser, suite_from_args
+    from robustbench_mix.training.train import CHECKPOINT
 
     args = ["--methods", "erm", "--noise", "0", "--epochs", "3", "--eps", "8", "--attack-steps", "2",
             "--no-progress", "--out", str(tmp_path / "r")]
     exp, = suite_from_args(build_parser().parse_args(args)).expand()
-    from robustbench_mix.data import load_digits
+    from robustbench_mix.data.sources import load_digits
 
     threads = torch.get_num_threads()
     other = 1 if threads != 1 else 2
@@ -148,7 +149,7 @@ def test_a_run_trained_in_one_environment_has_an_empty_resumed_from(small_digits
     with pytest.raises(Interrupted):
         run_experiment(tiny_exp, small_digits, run_dir=tmp_path, options=QUIET, hooks=(stop_after(1),))
     run_experiment(tiny_exp, small_digits, run_dir=tmp_path, options=QUIET)
-    from robustbench_mix.train import CHECKPOINT, checkpoint_environments, mixed_environments
+    from robustbench_mix.training.train import CHECKPOINT, checkpoint_environments, mixed_environments
 
     envs = checkpoint_environments(tmp_path / CHECKPOINT)
     assert len(envs) == 1 and envs[0][0] == 1 and mixed_environments(envs, tiny_exp.epochs) == ""

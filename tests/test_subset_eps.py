@@ -8,12 +8,13 @@ import torch
 from PIL import Image
 
 import robustbench_mix as rbm
-from robustbench_mix.config import Experiment, config_hash, eps_from_fraction, parse_eps
-from robustbench_mix.data import attack_subset, prepare
-from robustbench_mix.errors import UsageError
-from robustbench_mix.evaluators import attacked_images
-from robustbench_mix.results import load_runs
-from robustbench_mix.suite import main
+from robustbench_mix.cli.suite import main
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.units import eps_from_fraction, parse_eps
+from robustbench_mix.data.prepare import attack_subset, prepare
+from robustbench_mix.evaluation.evaluators import attacked_images
+from robustbench_mix.experiment.experiment import Experiment, config_hash
+from robustbench_mix.store.load import load_runs
 
 
 def test_attack_subset_is_class_stratified_on_a_class_sorted_test_set():
@@ -178,7 +179,7 @@ def test_results_without_the_new_columns_still_load(tmp_path):
 
 
 def test_a_single_external_model_is_named_in_the_summary(linear_model, small_digits):
-    from robustbench_mix.results import summarize, summary_markdown
+    from robustbench_mix.store.summary import summarize, summary_markdown
 
     df = rbm.evaluate(linear_model, (small_digits.test_x, small_digits.test_y), attacks=("fgsm",), eps=(8 / 255,),
                       check_eps=0, name="user:linear64")
@@ -194,6 +195,6 @@ def test_an_api_evaluation_seed_never_poses_as_a_training_seed(linear_model, sma
     df = pd.concat(runs)
     assert set(df["seed"]) == {0} and df["run_id"].nunique() == 2
     assert {json.loads(c)["eval_seed"] for c in df["config"].unique()} == {1, 2}
-    from robustbench_mix.results import summarize
+    from robustbench_mix.store.summary import summarize
 
     assert set(summarize(df)["n_seeds"]) == {1}  # two evaluations of one model, not two seeds

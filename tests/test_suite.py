@@ -4,9 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
+from robustbench_mix.cli.suite import main
 from robustbench_mix.methods import METHODS, Method, erm, erm_apply, no_draws
-from robustbench_mix.results import COLUMNS, load_runs
-from robustbench_mix.suite import main
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import COLUMNS
 
 FAST = ["--epochs", "2", "--no-progress", "--eps", "8/255", "--attack-steps", "2"]
 
@@ -48,7 +49,7 @@ def test_default_suite_writes_runs_summary_and_plots(quick_out, capsys):
 
 
 def test_rerunning_a_finished_suite_trains_nothing(quick_out, capsys, monkeypatch):
-    import robustbench_mix.executors as executors
+    import robustbench_mix.execution.executors as executors
 
     def boom(*a, **k):
         raise AssertionError("trained again")
@@ -61,7 +62,7 @@ def test_rerunning_a_finished_suite_trains_nothing(quick_out, capsys, monkeypatc
 
 
 def test_each_row_says_how_to_rerun_it(quick_out):
-    from robustbench_mix.config import Experiment
+    from robustbench_mix.experiment.experiment import Experiment
 
     df = load_runs(quick_out / "runs.csv")
     for _, r in df.drop_duplicates("run_id").iterrows():
@@ -98,7 +99,7 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
 def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monkeypatch, args, message):
     import re
 
-    import robustbench_mix.executors as executors
+    import robustbench_mix.execution.executors as executors
 
     monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     assert main(["--out", str(tmp_path / "o"), "--no-progress", *args]) == 2
@@ -108,7 +109,7 @@ def test_bad_input_exits_2_with_a_message_before_training(tmp_path, capsys, monk
 
 
 def test_cuda_graphs_takes_an_optional_mode_and_rejects_others(capsys):
-    from robustbench_mix.suite import build_parser
+    from robustbench_mix.cli.suite_args import build_parser
 
     p = build_parser()
     assert [p.parse_args(a).cuda_graphs for a in ([], ["--cuda-graphs"], ["--cuda-graphs", "step"],
@@ -119,8 +120,8 @@ def test_cuda_graphs_takes_an_optional_mode_and_rejects_others(capsys):
 
 
 def test_compile_combines_with_the_step_graph_only_in_a_mode_without_graphs_of_its_own():
-    from robustbench_mix.errors import UsageError
-    from robustbench_mix.speed import check_speed_options
+    from robustbench_mix.core.errors import UsageError
+    from robustbench_mix.training.speed import check_speed_options
 
     for compile, graphs in ((True, "step"), ("max-autotune-no-cudagraphs", "step"), ("reduce-overhead", False),
                             (True, False), (False, "model")):
@@ -177,8 +178,8 @@ def test_a_nan_run_is_reported_and_the_others_finish(tmp_path, capsys, monkeypat
 
 
 def test_speed_hint_only_for_small_batches_on_a_gpu_without_graphs_or_compile():
-    from robustbench_mix.config import Experiment
-    from robustbench_mix.suite import speed_hint
+    from robustbench_mix.execution.preflight import speed_hint
+    from robustbench_mix.experiment.experiment import Experiment
 
     runs = [Experiment(batch_size=128), Experiment(batch_size=512)]
     assert "batch size 128" in speed_hint(runs, True, False, False)
@@ -190,7 +191,7 @@ def test_speed_hint_only_for_small_batches_on_a_gpu_without_graphs_or_compile():
 def test_a_run_is_compared_with_the_committed_reference_of_its_preset(tmp_path, capsys, monkeypatch):
     import shutil
 
-    import robustbench_mix.reference as reference
+    import robustbench_mix.reports.reference as reference
 
     args = ["--epochs", "2", "--eps", "8", "--attack-steps", "2", "--no-progress", "--methods", "mixup"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
@@ -240,7 +241,7 @@ def test_a_method_added_in_a_test_file_runs_through_the_suite_tables_and_report(
 
 
 def test_a_method_that_hooks_a_random_layer_is_refused_with_speed_flags(tmp_path, capsys, monkeypatch):
-    import robustbench_mix.executors as executors
+    import robustbench_mix.execution.executors as executors
 
     monkeypatch.setattr(executors, "run_experiment", lambda *a, **k: pytest.fail("training started"))
     for flag in (["--cuda-graphs"], ["--cuda-graphs", "step"], ["--compile"]):

@@ -3,13 +3,14 @@
 import pandas as pd
 import pytest
 
-from robustbench_mix.results import load_runs, to_frame
-from robustbench_mix.suite import main
-from robustbench_mix.tables import _label_runs, per_run_errors
+from robustbench_mix.cli.suite import main
+from robustbench_mix.reports.tables import _label_runs, per_run_errors
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import to_frame
 
 
 def _curve_frame(test_acc, val_acc):
-    from robustbench_mix.config import Experiment
+    from robustbench_mix.experiment.experiment import Experiment
 
     exp = Experiment(noise=0.5, epochs=len(test_acc), val_fraction=0.1)
     rows = []
@@ -92,9 +93,9 @@ def test_table3_cpu_preset_trains_a_surrogate_and_reports_both_threats(tmp_path,
 
 
 def test_the_corruption_tables_mean_is_over_the_benchmark_corruptions_only(tmp_path):
-    from robustbench_mix.config import Experiment
-    from robustbench_mix.results import to_frame
-    from robustbench_mix.tables import corruption_table
+    from robustbench_mix.experiment.experiment import Experiment
+    from robustbench_mix.reports.tables import corruption_table
+    from robustbench_mix.store.schema import to_frame
 
     exp = Experiment(epochs=1, attacks=())
     rows = [{"epoch": 1, "split": "test", "attack": f"corrupt:{n}:{s}", "eps": 0.0, "metric": "acc", "value": v}

@@ -4,11 +4,12 @@ final evaluation 5 s of it, so no test depends on this machine's speed."""
 
 import pytest
 
-import robustbench_mix.executors as executors
-import robustbench_mix.suite as suite
-import robustbench_mix.timelimit as timelimit
-from robustbench_mix.results import KEY, PROVENANCE_COLUMNS, load_runs
-from robustbench_mix.suite import main
+import robustbench_mix.execution.executors as executors
+import robustbench_mix.execution.grid as grid
+import robustbench_mix.execution.timelimit as timelimit
+from robustbench_mix.cli.suite import main
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.schema import KEY, PROVENANCE_COLUMNS
 
 GRID = ["--methods", "erm", "--noise", "0", "--epochs", "3", "--no-progress", "--eps", "8/255", "--attacks", "fgsm",
         "--attack-steps", "2"]
@@ -109,7 +110,7 @@ def test_a_malformed_limit_exits_2_naming_it_before_data_are_loaded(tmp_path, mo
     def no_loading(*a, **k):
         raise AssertionError("data loaded")
 
-    monkeypatch.setattr(suite, "load", no_loading)
+    monkeypatch.setattr(grid, "load", no_loading)
     monkeypatch.delenv(timelimit.ENV, raising=False)
     if env is not None:
         monkeypatch.setenv(timelimit.ENV, env)

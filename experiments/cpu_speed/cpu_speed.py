@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from robustbench_mix.models import build
-from robustbench_mix.results import atomic_write_csv
+from robustbench_mix.models.families import build
+from robustbench_mix.store.write import atomic_write_csv
 
 VARIANTS = ("fp32", "bf16", "channels_last", "channels_last+bf16", "compile")
 

@@ -22,9 +22,11 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from robustbench_mix.claims import main as claims_main
-from robustbench_mix.results import atomic_write_csv, load_runs
-from robustbench_mix.suite import build_parser, suite_from_args, write_outputs
+from robustbench_mix.cli.claims import main as claims_main
+from robustbench_mix.cli.suite_args import build_parser, suite_from_args
+from robustbench_mix.reports.outputs import write_outputs
+from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.write import atomic_write_csv
 
 HERE = Path(__file__).resolve().parent
 DIRS = {"quick-h200": [], "cifar10-jpeg-h200": ["--relax", "dataset"]}  # the claims' options where claims.md exists

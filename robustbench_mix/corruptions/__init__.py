@@ -17,10 +17,16 @@ import zlib
 import numpy as np
 import torch
 
-from ..errors import UsageError
-from . import blur, digital, noise, weather  # noqa: F401 - each registers its corruptions
-from .base import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS, Corruption
-from .cifar_c import SOURCES, load_standard
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.corruptions import blur, digital, noise, weather  # noqa: F401 - each registers its corruptions
+from robustbench_mix.corruptions.base import (
+    CORRUPTIONS,
+    EXTRA_CORRUPTIONS,
+    SEVERITIES,
+    STANDARD_CORRUPTIONS,
+    Corruption,
+)
+from robustbench_mix.corruptions.cifar_c import SOURCES, load_standard
 
 __all__ = ["CORRUPTIONS", "EXTRA_CORRUPTIONS", "GROUPS", "SEVERITIES", "SOURCES", "STANDARD_CORRUPTIONS",
            "Corruption", "check_corruptions", "corrupt", "expand", "load_standard"]

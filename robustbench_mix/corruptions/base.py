@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter, zoom
 
-from ..registry import Registry
+from robustbench_mix.core.registry import Registry
 
 
 @dataclass(frozen=True)

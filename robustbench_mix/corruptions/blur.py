@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import clipped_zoom, corruption, gaussian, motion_blur_u8
-from .cv import cv2
+from robustbench_mix.corruptions.base import clipped_zoom, corruption, gaussian, motion_blur_u8
+from robustbench_mix.corruptions.cv import cv2
 
 
 @corruption("gaussian_blur", (0.4, 0.6, 0.7, 0.8, 1.0))

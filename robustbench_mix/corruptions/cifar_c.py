@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import UsageError
-from .base import EXTRA_CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.corruptions.base import EXTRA_CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS
 
 # name: (folder and title, where the files come from, the results' prefix)
 SOURCES = {"cifar10c": ("CIFAR-10-C", "https://zenodo.org/records/2535967", "c10c"),

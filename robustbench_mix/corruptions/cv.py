@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from ..errors import UsageError
+from robustbench_mix.core.errors import UsageError
 
 
 @cache

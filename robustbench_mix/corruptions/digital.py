@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import map_coordinates
 
-from .base import corruption, gaussian
-from .cv import cv2
+from robustbench_mix.corruptions.base import corruption, gaussian
+from robustbench_mix.corruptions.cv import cv2
 
 
 @corruption("contrast", (.75, .5, .4, .3, 0.15))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import corruption
+from robustbench_mix.corruptions.base import corruption
 
 
 @corruption("gaussian_noise", (0.04, 0.06, 0.08, 0.09, 0.10))

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import clipped_zoom, corruption, gaussian, motion_blur_u8
-from .cv import cv2
+from robustbench_mix.corruptions.base import clipped_zoom, corruption, gaussian, motion_blur_u8
+from robustbench_mix.corruptions.cv import cv2
 
 FROST_NPZ = Path(__file__).with_name("frost.npz")
 

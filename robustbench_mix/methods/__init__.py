@@ -27,8 +27,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
-from ..registry import Registry, unknown
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.registry import Registry, unknown
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 # Experiment.method_options of a run recorded before its method had options, when that method's computation has
@@ -111,11 +111,6 @@ class Method:
             return self.step(model, x, y, num_classes, *draws)
         inputs, loss_fn = self.apply(x, y, num_classes, *draws)
         return loss_fn(model(inputs).float())
-
-    def __call__(self, x, y, alpha, num_classes, rng, generator) -> tuple[torch.Tensor, LossFn]:
-        """Draw and apply for one batch (the eager training step), with the options at their defaults."""
-        m = self.bind(self.option_values("", ""), image_size=tuple(x.shape[-2:]))
-        return m.apply(x, y, num_classes, *m.draw(len(x), alpha, rng, generator, x.device))
 
     def option_values(self, name: str, text: str) -> dict[str, float | str]:
         """Every option's value: those in ``text`` ('prob=0.25' or 'a=1:b=2'), the defaults for the rest."""
@@ -212,8 +207,8 @@ erm = METHODS.register("erm")(Method(no_draws, erm_apply, title="ERM"))
 METHODS.register("external")(Method(no_draws, erm_apply, title="external", trainable=False))
 
 # the families register themselves on import; their names stay importable from here
-from .adversarial import mixup_at, pgd_at, trades  # noqa: E402
-from .mixing import (  # noqa: E402
+from robustbench_mix.methods.adversarial import mixup_at, pgd_at, trades  # noqa: E402
+from robustbench_mix.methods.mixing import (  # noqa: E402
     beta_check,
     cutmix,
     cutmix_apply,
@@ -230,7 +225,7 @@ from .mixing import (  # noqa: E402
     mixup_draw,
     mixup_lambda,
 )
-from .smoothing import label_smoothing, smoothing_apply, smoothing_draw  # noqa: E402
+from robustbench_mix.methods.smoothing import label_smoothing, smoothing_apply, smoothing_draw  # noqa: E402
 
 __all__ = [
     "LEGACY", "METHODS", "LossFn", "Method", "Option", "beta_check", "canonical_options", "cutmix", "cutmix_apply",

@@ -18,9 +18,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..attacks import frozen_eval, pgd, project
-from . import METHODS, Method, Option, no_draws
-from .mixing import beta_check, mixed_ce, mixup_draw
+from robustbench_mix.attacks.base import frozen_eval
+from robustbench_mix.attacks.linf import pgd, project
+from robustbench_mix.core.units import fraction
+from robustbench_mix.methods import METHODS, Method, Option, no_draws
+from robustbench_mix.methods.mixing import beta_check, mixed_ce, mixup_draw
 
 GRAPH_REASON = "each step runs an attack with its own forward and backward passes before the update"
 
@@ -42,7 +44,7 @@ def _options(eps: float, steps: int, step_size: float) -> tuple[Option, ...]:
 def pgd_examples(model, x, y, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
     """PGD with a uniform random start (``attacks.pgd``, cross-entropy) on the frozen model; radii in /255."""
     with frozen_eval(model):
-        return pgd(model, x, y, eps / 255.0, steps=int(steps), step_size=step_size / 255.0).detach()
+        return pgd(model, x, y, fraction(eps), steps=int(steps), step_size=fraction(step_size)).detach()
 
 
 def pgd_at_step(model, x, y, num_classes, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
@@ -60,7 +62,7 @@ def kl_sum(adv_logits: torch.Tensor, nat_probs: torch.Tensor) -> torch.Tensor:
 def trades_examples(model, x, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
     """TRADES' adversary: from x + 0.001 * N(0, 1), signed steps up the KL between the model's clean and
     adversarial predictions, each projected into the eps-ball and [0, 1] (``attacks.project``)."""
-    eps, step_size = eps / 255.0, step_size / 255.0
+    eps, step_size = fraction(eps), fraction(step_size)
     with frozen_eval(model):
         with torch.no_grad():
             nat = F.softmax(model(x).float(), 1)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import METHODS, LossFn, Method, Option, erm_apply
+from robustbench_mix.methods import METHODS, LossFn, Method, Option, erm_apply
 
 
 def mixup_lambda(alpha: float, rng: np.random.Generator) -> float:
@@ -22,10 +22,7 @@ def mix(x, y, lam: float | torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tens
     y_b = y[perm]
     mixed = lam * x + (1.0 - lam) * x[perm]
 
-    def loss(out):
-        return lam * F.cross_entropy(out, y) + (1.0 - lam) * F.cross_entropy(out, y_b)
-
-    return mixed, loss
+    return mixed, lambda out: mixed_ce(out, y, y_b, lam, None)
 
 
 def mixup_draw(n, alpha, rng, generator, device) -> tuple[float, torch.Tensor]:

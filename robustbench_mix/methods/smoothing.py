@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import METHODS, LossFn, Method
+from robustbench_mix.methods import METHODS, LossFn, Method
 
 
 def smoothing_apply(x, y, num_classes, eps) -> tuple[torch.Tensor, LossFn]:

@@ -1,0 +1,1 @@
+"""The Python entry points for a model the suite did not train: ``evaluate`` and what it accepts."""

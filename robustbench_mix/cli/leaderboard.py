@@ -1,0 +1,43 @@
+"""``python -m robustbench_mix.leaderboard``: a run as a RobustBench-style leaderboard entry."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from robustbench_mix.cli.common import handled
+from robustbench_mix.core.atomic import atomic_write_text
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.units import parse_eps
+from robustbench_mix.reports.leaderboard import entry
+from robustbench_mix.store.load import load_results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m robustbench_mix.leaderboard", description=__doc__.split("\n\n")[0])
+    p.add_argument("results", help="a runs.csv file or a results directory")
+    p.add_argument("--run", help="the run's id (runs.csv column run_id)")
+    p.add_argument("--model", help="the model's name (e.g. user:mlp), where it has one run")
+    p.add_argument("--eps", default="8/255", help="the epsilon of the entry (default: %(default)s)")
+    p.add_argument("--name", help="the entry's name (default: model, method and seed)")
+    p.add_argument("--out", help="write the JSON here (default: print it)")
+    args = p.parse_args(argv)
+
+    def body() -> int:
+        eps = parse_eps(args.eps)
+        if len(eps) != 1:
+            raise UsageError(f"--eps takes one epsilon (an entry is at one), got {args.eps!r}")
+        info = entry(load_results(args.results), args.run, args.model, eps[0], args.name)
+        text = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+        if args.out:
+            atomic_write_text(Path(args.out), text)
+        print(text, end="")
+        return 0
+
+    return handled(body, on_os_error=f"--out {args.out} must be a file that can be written")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

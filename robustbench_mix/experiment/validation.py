@@ -1,0 +1,88 @@
+"""Validation of an Experiment against the registries, with errors naming the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import math
+import re
+
+from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.registry import unknown
+from robustbench_mix.core.units import L2_UNITS, Norm, fmt_eps
+from robustbench_mix.experiment.experiment import PRECISIONS, SCHEDULES, SEED_LIMIT, Experiment
+
+
+# -------------------------------------------------------------------------------------- validation
+def validate(exp: Experiment) -> None:
+    """Raise UsageError naming the bad value and what is allowed. Cheap: no data is loaded here."""
+    from robustbench_mix.attacks.base import check_attack_name, get_attack
+    from robustbench_mix.corruptions import CORRUPTIONS
+    from robustbench_mix.methods import LEGACY, METHODS
+    from robustbench_mix.models.base import MIX_POINTS
+    from robustbench_mix.models.families import check_model_name, is_model_name
+
+    method = METHODS.get(exp.method)
+    if method.trainable:
+        check_model_name(exp.model)
+    elif not is_model_name(exp.model):
+        raise UsageError(f"model name {exp.model!r} is not one of the suite's models, tv:NAME, timm:NAME or "
+                         "user:NAME (letters, digits, _ . -)")
+    for c in exp.corruptions:
+        CORRUPTIONS.get(c)
+    for a in exp.attacks:
+        check_attack_name(a)
+    problem = method.check(exp.alpha) if method.uses_alpha else None
+    if exp.method_options != LEGACY:  # a recorded run of an earlier version: evaluated, never trained again
+        method.option_values(exp.method, exp.method_options)  # a UsageError naming the method and the value
+    checks = [
+        (problem is None, f"method {exp.method}: {problem}"),
+        (exp.alpha >= 0, f"alpha {exp.alpha} is negative; the methods' parameters are >= 0"),
+        (not method.mixes_hidden or len(MIX_POINTS.get(exp.model, ())) >= 3,
+         f"method {exp.method} mixes hidden states, and model {exp.model} declares no mixing points "
+         f"(models.MIX_POINTS); models that do: {', '.join(MIX_POINTS)}"),
+        (0 <= exp.noise < 1, f"noise {exp.noise} is outside [0, 1): it is the fraction of corrupted labels"),
+        (0 <= exp.dropout < 1, f"dropout {exp.dropout} is outside [0, 1)"),
+        (exp.epochs >= 1 or not method.trainable, f"epochs {exp.epochs} must be at least 1"),
+        (method.trainable or exp.epochs == 0, f"method {exp.method} labels models trained outside the suite "
+                                              "(robustbench_mix.evaluate, the checkpoint command); it cannot train"),
+        (exp.batch_size >= 1, f"batch size {exp.batch_size} must be at least 1"),
+        (exp.lr > 0, f"learning rate {exp.lr} must be positive"),
+        (exp.weight_decay >= 0, f"weight decay {exp.weight_decay} must be >= 0"),
+        (0 <= exp.momentum < 1, f"momentum {exp.momentum} is outside [0, 1)"),
+        (exp.schedule in SCHEDULES, unknown("schedule", exp.schedule, list(SCHEDULES))),
+        (0 <= exp.val_fraction < 1, f"validation fraction {exp.val_fraction} is outside [0, 1)"),
+        (exp.train_samples >= 0, f"train samples {exp.train_samples} must be >= 0 (0 = the whole training set)"),
+        (exp.attack_steps >= 1, f"attack steps {exp.attack_steps} must be at least 1"),
+        (exp.attack_step_size is None or exp.attack_step_size > 0,
+         f"attack step size {exp.attack_step_size} must be positive (in /255 units)"),
+        (exp.attack_precision in PRECISIONS, unknown("attack precision", exp.attack_precision, list(PRECISIONS))),
+        (exp.attack_restarts >= 1, f"attack restarts {exp.attack_restarts} must be at least 1"),
+        (0 <= exp.check_eps <= 255, f"check epsilon {fmt_eps(exp.check_eps)} is outside [0, 255/255]"),
+        (0 <= exp.seed < SEED_LIMIT, f"seed {exp.seed} is outside [0, 2**32): seeds are non-negative 32-bit "
+                                     "integers (numpy's and torch's generators take them)"),
+        (exp.eval_seed is None or 0 <= exp.eval_seed < SEED_LIMIT,
+         f"evaluation seed {exp.eval_seed} is outside [0, 2**32): seeds are non-negative 32-bit integers"),
+        (exp.weights in ("", "checkpoint") or re.fullmatch(r"sha256:[0-9a-f]{16}", exp.weights) is not None,
+         f"weights {exp.weights!r} is not '', 'checkpoint' or 'sha256:' and 16 hex digits"),
+        (exp.surrogate_seed is None or 0 <= exp.surrogate_seed < SEED_LIMIT,
+         f"surrogate seed {exp.surrogate_seed} is outside [0, 2**32): seeds are non-negative 32-bit integers"),
+        (exp.surrogate_seed is None or exp.surrogate_seed != exp.seed,
+         f"surrogate seed {exp.surrogate_seed} equals the run's seed: a black-box surrogate must be trained "
+         "separately (another seed)"),
+        (exp.attack_samples >= 0, f"attack samples {exp.attack_samples} must be >= 0 (0 = whole test set)"),
+        (exp.eval_every >= 0, f"eval-every {exp.eval_every} must be >= 0 (0 = only at the end)"),
+        (exp.device == "auto" or exp.device == "cpu" or exp.device.startswith("cuda"),
+         f"device {exp.device!r} is not one of auto, cpu, cuda, cuda:N"),
+    ]
+    for e in exp.eps:
+        checks.append((0 <= e <= 255, f"epsilon {fmt_eps(e)} is outside [0, 255/255]: "
+                                      f"epsilons are fractions of the pixel range, given in /255 units"))
+    for e in exp.eps_l2:
+        checks.append((isinstance(e, int | float) and math.isfinite(e) and e >= 0,
+                       f"L2 radius {e!r} must be a finite number >= 0; {L2_UNITS}"))
+    l2 = [a for a in exp.attacks if get_attack(a).norm == Norm.L2]
+    checks.append((not l2 or bool(exp.eps_l2),
+                   f"attack(s) {', '.join(l2)} are L2 attacks and need their radii: give --eps-l2 (eps_l2 in the "
+                   f"Python API), e.g. --eps-l2 0.25,0.5; {L2_UNITS}. --eps holds only the L-infinity epsilons"))
+    for ok, msg in checks:
+        if not ok:
+            raise UsageError(msg)

@@ -1,0 +1,1 @@
+"""``fit``: the training loop (speed paths decided once, at the edge) and its checkpoints."""

@@ -31,10 +31,6 @@ def rand_images():
     return torch.rand(16, 3, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
 
 
-def linear_model(in_dim=3 * 8 * 8, classes=10, seed=0):
-    torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_dim, classes))
-
 
 @pytest.fixture
 def np_rng():

@@ -30,13 +30,17 @@ PKG = "robustbench_mix"
 
 
 def sel(spec: str) -> tuple[str, ...]:
-    """'test_methods.py:hand or timm' -> pytest arguments (the file under tests/, then -k)."""
+    """'methods/test_mixing.py:hand or timm' -> pytest arguments (the file under tests/, or all of tests/, then -k)."""
     path, _, k = spec.partition(":")
-    return (f"tests/{path}",) + (("-k", k) if k else ())
+    return (f"tests/{path}".rstrip("/"),) + (("-k", k) if k else ())
 
 
-M, METH, CORR, CCR = "test_mutants.py", "test_methods.py", "test_corruptions.py", "test_compare_claims_report.py"
-ATT, NUM, DATA, SUB, CHK = "test_attacks.py", "test_numbers.py", "test_data.py", "test_subset_eps.py", "test_checks.py"
+# the tests' files (tests/<subpackage>/test_<module>.py); M: the whole suite, where the tests written against a
+# surviving mutant now sit beside the code they check (their -k expression selects them)
+M, METH, CORR = "", "methods/test_mixing.py", "corruptions/test_cifar_c.py"
+CCR = "reports/test_compare_claims_report.py"
+ATT, NUM, DATA = "attacks/test_linf.py", "evaluation/test_numbers.py", "data/test_data.py"
+SUB, CHK = "evaluation/test_subset_eps.py", "evaluation/test_checks.py"
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class Mutant:
     new: str
     what: str  # the bug, in words
     tests: str  # 'FILE:-k expression' of the tests that existed before this analysis
-    added: str = ""  # '-k expression' in tests/test_mutants.py: the tests written because the mutant survived
+    added: str = ""  # '-k expression' over tests/: the tests written because the mutant survived
 
     def selections(self, baseline: bool) -> list[tuple[str, ...]]:
         """The pytest runs, the new tests first (fast); ``baseline``: the earlier tests only."""
@@ -59,8 +63,8 @@ MUTANTS = [
     Mutant("mixup_no_partner", "methods/mixing.py", "(1.0 - lam) * x[perm]", "(1.0 - lam) * x",
            "mixup mixes each image with itself", f"{METH}:hand_computation or timm_mixup"),
     Mutant("mixup_labels_swapped", "methods/mixing.py",
-           "def loss(out):\n        return lam * F.cross_entropy(out, y) + (1.0 - lam) * F.cross_entropy(out, y_b)",
-           "def loss(out):\n        return lam * F.cross_entropy(out, y_b) + (1.0 - lam) * F.cross_entropy(out, y)",
+           "return lam * F.cross_entropy(out, y) + (1.0 - lam) * F.cross_entropy(out, y_b)",
+           "return lam * F.cross_entropy(out, y_b) + (1.0 - lam) * F.cross_entropy(out, y)",
            "the label weights are swapped against the image weights", f"{METH}:hand_computation or timm_mixup"),
     Mutant("mixup_beta_second_param", "methods/mixing.py", "rng.beta(alpha, alpha)) if", "rng.beta(alpha, 1.0)) if",
            "lambda ~ Beta(alpha, 1) instead of Beta(alpha, alpha)", f"{METH}:lambda_draws_follow_beta"),
@@ -101,133 +105,140 @@ MUTANTS = [
            "return F.cross_entropy(out, y)", "the true class keeps weight 1 (targets sum to 1 + eps)",
            f"{METH}:label_smoothing_targets"),
     # ------------------------------------------------------------------------------------------ attacks
-    Mutant("fgsm_descends", "attacks.py", "x + eps * input_grad(model, x, y, loss).sign()",
+    Mutant("fgsm_descends", "attacks/linf.py", "x + eps * input_grad(model, x, y, loss).sign()",
            "x - eps * input_grad(model, x, y, loss).sign()", "FGSM steps down the loss", f"{ATT}:closed_form"),
-    Mutant("fgsm_no_box_clamp", "attacks.py",
+    Mutant("fgsm_no_box_clamp", "attacks/linf.py",
            "torch.clamp(x + eps * input_grad(model, x, y, loss).sign(), 0.0, 1.0).detach()",
            "(x + eps * input_grad(model, x, y, loss).sign()).detach()", "FGSM leaves [0, 1]", f"{ATT}:closed_form"),
-    Mutant("pgd_no_projection", "attacks.py", "torch.clamp(x_adv - x, -eps, eps)", "(x_adv - x)",
+    Mutant("pgd_no_projection", "attacks/linf.py", "torch.clamp(x_adv - x, -eps, eps)", "(x_adv - x)",
            "iterative attacks are not projected back into the eps-ball", f"{ATT}:ball and not fgsm", "linear_"),
-    Mutant("pgd_no_box_clamp", "attacks.py", "return torch.clamp(x + torch.clamp(x_adv - x, -eps, eps), 0.0, 1.0)",
+    Mutant("pgd_no_box_clamp", "attacks/linf.py", "return torch.clamp(x + torch.clamp(x_adv - x, -eps, eps), 0.0, 1.0)",
            "return x + torch.clamp(x_adv - x, -eps, eps)", "iterative attacks leave [0, 1]",
            f"{ATT}:ball and not fgsm", "linear_"),
-    Mutant("pgd_descends", "attacks.py", "x_adv + step_size * input_grad", "x_adv - step_size * input_grad",
+    Mutant("pgd_descends", "attacks/linf.py", "x_adv + step_size * input_grad", "x_adv - step_size * input_grad",
            "iterative attacks step down the loss", f"{ATT}:never_raise or stronger_than", "linear_"),
-    Mutant("pgd_one_sided_start", "attacks.py", "uniform_(-eps, eps)", "uniform_(0, eps)",
+    Mutant("pgd_one_sided_start", "attacks/linf.py", "uniform_(-eps, eps)", "uniform_(0, eps)",
            "PGD's random start covers only half the ball", f"{ATT}:torchattacks and pgd", "random_start"),
-    Mutant("margin_sign", "attacks.py", "return (wrong - true).sum()", "return (true - wrong).sum()",
+    Mutant("margin_sign", "attacks/base.py", "return (wrong - true).sum()", "return (true - wrong).sum()",
            "the margin loss is minimized", f"{ATT}:margin_loss"),
-    Mutant("ce_summed", "attacks.py", "return F.cross_entropy(logits, y)  # mean",
+    Mutant("ce_summed", "attacks/base.py", "return F.cross_entropy(logits, y)  # mean",
            "return F.cross_entropy(logits, y, reduction='sum')  # mean",
            "CE summed over the batch: the same attacks (sign), but input_grad_abs_mean scales with the batch",
            f"{CHK}:masked", "input_grad"),
-    Mutant("default_step_size", "attacks.py", "return 2.5 * eps / steps", "return 2.0 * eps / steps",
+    Mutant("default_step_size", "attacks/base.py", "return 2.5 * eps / steps", "return 2.0 * eps / steps",
            "the default step is 2 eps / steps, not Madry et al.'s 2.5 eps / steps",
            f"{ATT}:never_raise or stronger_than", "step_size"),
     # ---------------------------------------------------------------------------------------- evaluators
-    Mutant("eps_over_256", "evaluators.py", "eps = e255 / 255.0", "eps = e255 / 256.0",
+    Mutant("eps_over_256", "core/units.py", "return eps_255 / LEVELS", "return eps_255 / 256.0",
            "epsilon in 255ths is divided by 256", f"{ATT}:never_raise or stronger_than", "step_size"),
-    Mutant("step_size_not_scaled", "evaluators.py", "ss = (step_size / 255.0) if", "ss = step_size if",
+    Mutant("step_size_not_scaled", "evaluation/evaluators.py", "ss = fraction(step_size) if", "ss = step_size if",
            "an explicit step size in 255ths is used as a fraction", f"{ATT}:never_raise or stronger_than",
            "step_size"),
-    Mutant("restarts_same_seed", "evaluators.py", "torch.manual_seed(seed + 1000 * r)", "torch.manual_seed(seed)",
+    Mutant("restarts_same_seed", "evaluation/evaluators.py",
+           "torch.manual_seed(seed + 1000 * r)", "torch.manual_seed(seed)",
            "every restart draws the same random start", f"{ATT}:restarts", "restart"),
-    Mutant("restarts_last_only", "evaluators.py", "top1[i:i + batch_size] &= logits.argmax(1) == yb",
+    Mutant("restarts_last_only", "evaluation/evaluators.py", "top1[i:i + batch_size] &= logits.argmax(1) == yb",
            "top1[i:i + batch_size] = logits.argmax(1) == yb",
            "with restarts, the last restart's correctness is kept, not the worst case", f"{ATT}:restarts", "restart"),
-    Mutant("linf_not_in_255", "evaluators.py", '"linf": linf * 255.0', '"linf": linf',
+    Mutant("linf_not_in_255", "evaluation/evaluators.py", '"linf": linf * LEVELS', '"linf": linf',
            "max_linf_255 is written as a fraction: the in-ball check can no longer fail",
            f"{CHK}:leaves_the_epsilon_ball", "max_linf"),
-    Mutant("box_violation_always", "evaluators.py", "x_adv.amax() - 1.0).clamp_min(0)", "x_adv.amax()).clamp_min(0)",
+    Mutant("box_violation_always", "evaluation/evaluators.py",
+           "x_adv.amax() - 1.0).clamp_min(0)", "x_adv.amax()).clamp_min(0)",
            "box_violation is the largest pixel, not its excess over 1", f"{CHK}:normally_trained", "max_linf"),
-    Mutant("worst_last_attack", "evaluators.py", 'worst[e] &= res["top1"]', 'worst[e] = res["top1"]',
+    Mutant("worst_last_attack", "evaluation/evaluators.py", 'worst[fn.norm][e] &= res["top1"]',
+           'worst[fn.norm][e] = res["top1"]',
            "the worst case is the last attack's correctness", f"{NUM}:worst_case"),
-    Mutant("ece_divides_by_bins", "evaluators.py", "(s_conf - s_acc).abs().sum() / max(len(y), 1)",
+    Mutant("ece_divides_by_bins", "evaluation/metrics.py", "(s_conf - s_acc).abs().sum() / max(len(y), 1)",
            "(s_conf - s_acc).abs().sum() / bins", "ECE averaged over bins", f"{NUM}:ece"),
-    Mutant("nll_of_logits", "evaluators.py", 'm["nll"] = F.cross_entropy(logits, y)',
+    Mutant("nll_of_logits", "evaluation/metrics.py", 'm["nll"] = F.cross_entropy(logits, y)',
            'm["nll"] = F.nll_loss(logits, y)',
            "NLL taken of the logits, not of their log-softmax", f"{NUM}:ece", "clean_metrics"),
-    Mutant("top5_is_top4", "evaluators.py", "top5 = logits.topk(5, dim=1).indices",
+    Mutant("top5_is_top4", "evaluation/metrics.py", "top5 = logits.topk(5, dim=1).indices",
            "top5 = logits.topk(4, dim=1).indices", "top-5 accuracy counts 4 classes", f"{NUM}:ece", "clean_metrics"),
-    Mutant("memorized_against_true", "evaluators.py", "(pred[corrupted] == noisy_y[corrupted])",
+    Mutant("memorized_against_true", "evaluation/metrics.py", "(pred[corrupted] == noisy_y[corrupted])",
            "(pred[corrupted] == true_y[corrupted])", "memorized compares with the true labels", f"{DATA}:redrawn"),
-    Mutant("memorization_splits_swapped", "evaluators.py",
+    Mutant("memorization_splits_swapped", "evaluation/metrics.py",
            '("train_clean", ~corrupted), ("train_corrupted", corrupted)',
            '("train_clean", corrupted), ("train_corrupted", ~corrupted)',
            "train_clean and train_corrupted accuracies swapped", f"{DATA}:redrawn", "memorization"),
-    Mutant("corruption_mean_severity_1", "evaluators.py", "for a in accs.get(name, [])]",
+    Mutant("corruption_mean_severity_1", "evaluation/evaluators.py", "for a in accs.get(name, [])]",
            "for a in accs.get(name, [])[:1]]", "the corruption mean uses severity 1 only", f"{CORR}:mean"),
-    Mutant("corruption_mean_with_extras", "evaluators.py", '(STANDARD_CORRUPTIONS, "mean")',
+    Mutant("corruption_mean_with_extras", "evaluation/evaluators.py", '(STANDARD_CORRUPTIONS, "mean")',
            '(STANDARD_CORRUPTIONS + EXTRA_CORRUPTIONS, "mean")', "the benchmark mean includes the 4 extra corruptions",
            f"{CORR}:mean"),
-    Mutant("corruption_severity_shift", "evaluators.py", "corrupt(x_u8[i:i + batch_size], name, s,",
+    Mutant("corruption_severity_shift", "evaluation/evaluators.py", "corrupt(x_u8[i:i + batch_size], name, s,",
            "corrupt(x_u8[i:i + batch_size], name, s - 1,", "the row labelled severity s holds severity s - 1",
            f"{CORR}:computed_corruption_rows or on_digits", "severity_s"),
     # -------------------------------------------------------------------------------------------- checks
-    Mutant("check_eps0_tolerant", "checks.py", "abs(curve[0.0] - clean) <= 1e-9", "abs(curve[0.0] - clean) <= TOL",
+    Mutant("check_eps0_tolerant", "evaluation/checks.py",
+           "abs(curve[0.0] - clean) <= 1e-9", "abs(curve[0.0] - clean) <= TOL",
            "the eps-0 check lets a point of difference pass", f"{NUM}:check", "check"),
-    Mutant("check_monotone_strict", "checks.py", "curve[j] <= curve[i] + TOL", "curve[j] <= curve[i]",
+    Mutant("check_monotone_strict", "evaluation/checks.py", "curve[j] <= curve[i] + TOL", "curve[j] <= curve[i]",
            "the monotonicity check fails on noise below a point", f"{NUM}:check", "check"),
-    Mutant("check_blackbox_sign", "checks.py", "bb[e] >= curve[e] - TOL", "bb[e] >= curve[e] + TOL",
+    Mutant("check_blackbox_sign", "evaluation/checks.py", "bb[e] >= curve[e] - TOL", "bb[e] >= curve[e] + TOL",
            "black-box must be a point weaker, not as strong", f"{NUM}:check", "check"),
     # ---------------------------------------------------------------------------------------------- data
-    Mutant("label_noise_unseeded_by_run", "data.py", "np.random.default_rng([seed, 2018])",
+    Mutant("label_noise_unseeded_by_run", "data/prepare.py", "np.random.default_rng([seed, 2018])",
            "np.random.default_rng(2018)", "every seed corrupts the same labels", f"{DATA}:label_corruption"),
-    Mutant("label_noise_with_replacement", "data.py", "idx = rng.choice(n, size=k, replace=False)",
+    Mutant("label_noise_with_replacement", "data/prepare.py", "idx = rng.choice(n, size=k, replace=False)",
            "idx = rng.choice(n, size=k, replace=True)", "labels picked with replacement: fewer than rate * n",
            f"{DATA}:label_corruption"),
-    Mutant("label_noise_misses_last_class", "data.py", "rng.integers(0, num_classes, size=k)",
+    Mutant("label_noise_misses_last_class", "data/prepare.py", "rng.integers(0, num_classes, size=k)",
            "rng.integers(0, num_classes - 1, size=k)", "redrawn labels never take the last class",
            f"{DATA}:label_corruption"),
-    Mutant("label_noise_counts_unchanged", "data.py", "return noisy, noisy != y",
+    Mutant("label_noise_counts_unchanged", "data/prepare.py", "return noisy, noisy != y",
            "return noisy, np.isin(np.arange(n), idx)", "labels redrawn to their own class count as corrupted",
            f"{DATA}:label_corruption or redrawn"),
-    Mutant("val_split_overlaps", "data.py", "return np.sort(order[k:]), np.sort(order[:k])",
+    Mutant("val_split_overlaps", "data/prepare.py", "return np.sort(order[k:]), np.sort(order[:k])",
            "return np.sort(order[k - 1:]), np.sort(order[:k])",
            "one image is in both the training and the validation split", f"{DATA}:validation_split"),
-    Mutant("val_split_unseeded_by_run", "data.py", "default_rng([seed, 7])", "default_rng(7)",
+    Mutant("val_split_unseeded_by_run", "data/prepare.py", "default_rng([seed, 7])", "default_rng(7)",
            "every seed holds out the same images", f"{DATA}:validation_split"),
-    Mutant("subset_smallest_remainder", "data.py", "-(quota - take)))", "(quota - take)))",
+    Mutant("subset_smallest_remainder", "data/prepare.py", "-(quota - take)))", "(quota - take)))",
            "the extra images go to the smallest remainders", f"{SUB}:attack_subset", "remainders"),
-    Mutant("subset_unseeded", "data.py", "rng = np.random.default_rng(seed)\n    picked",
+    Mutant("subset_unseeded", "data/prepare.py", "rng = np.random.default_rng(seed)\n    picked",
            "rng = np.random.default_rng()\n    picked", "each run attacks other images", f"{SUB}:attack_subset"),
-    Mutant("subset_n_equals_len", "data.py", "if n <= 0 or n >= len(y):", "if n <= 0 or n > len(y):",
+    Mutant("subset_n_equals_len", "data/prepare.py", "if n <= 0 or n >= len(y):", "if n <= 0 or n > len(y):",
            "n = len(y) goes through the stratified draw", f"{SUB}:attack_subset"),
-    Mutant("crop_never_last_offset", "data.py", "torch.randint(0, 2 * PAD + 1,", "torch.randint(0, 2 * PAD,",
+    Mutant("crop_never_last_offset", "data/augment.py", "torch.randint(0, 2 * PAD + 1,", "torch.randint(0, 2 * PAD,",
            "the crop never shifts by +4", f"{DATA}:crop_flip", "crop"),
-    Mutant("flip_vertical", "data.py", "out.flip(3)", "out.flip(2)", "the flip is vertical", f"{DATA}:crop_flip"),
-    Mutant("flip_rarely", "data.py", "generator=generator) < 0.5", "generator=generator) < 0.1",
+    Mutant("flip_vertical", "data/augment.py",
+           "out.flip(3)", "out.flip(2)", "the flip is vertical", f"{DATA}:crop_flip"),
+    Mutant("flip_rarely", "data/augment.py", "generator=generator) < 0.5", "generator=generator) < 0.1",
            "a tenth of the images are flipped", f"{DATA}:crop_flip", "crop"),
-    Mutant("to_float_256", "data.py", "x.float().div_(255.0)", "x.float().div_(256.0)", "pixels scaled by 1/256",
+    Mutant("to_float_256", "data/prepare.py",
+           "x.float().div_(255.0)", "x.float().div_(256.0)", "pixels scaled by 1/256",
            f"{ATT}:closed_form", "to_float"),
     # ------------------------------------------------------------------------------------- compare, claims
-    Mutant("welch_reversed", "compare.py", "stats.ttest_ind(b, a, equal_var=False)",
+    Mutant("welch_reversed", "reports/compare.py", "stats.ttest_ind(b, a, equal_var=False)",
            "stats.ttest_ind(a, b, equal_var=False)", "the interval of A - B", f"{CCR}:welch or aligns"),
-    Mutant("compare_diff_reversed", "compare.py", '"diff": xb.mean() - xa.mean()', '"diff": xa.mean() - xb.mean()',
+    Mutant("compare_diff_reversed", "reports/compare.py",
+           '"diff": xb.mean() - xa.mean()', '"diff": xa.mean() - xb.mean()',
            "the difference A - B", f"{CCR}:aligns"),
-    Mutant("compare_std_ddof0", "compare.py", '"base_std": xa.std(ddof=1)', '"base_std": xa.std(ddof=0)',
+    Mutant("compare_std_ddof0", "reports/compare.py", '"base_std": xa.std(ddof=1)', '"base_std": xa.std(ddof=0)',
            "the base side's std without Bessel's correction", f"{CCR}:compare_two_own_models or aligns",
            "sample_std"),
-    Mutant("paired_reversed", "compare.py", "d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)",
+    Mutant("paired_reversed", "reports/compare.py", "d = np.asarray(b, dtype=float) - np.asarray(a, dtype=float)",
            "d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)", "the paired interval of A - B",
            f"{CCR}:paired"),
-    Mutant("claims_direction_ignored", "claims.py", 'sign = 1.0 if claim["direction"] == "higher" else -1.0',
+    Mutant("claims_direction_ignored", "reports/claims.py", 'sign = 1.0 if claim["direction"] == "higher" else -1.0',
            "sign = 1.0", "every claim is judged as 'higher'", f"{CCR}:planted or reproduced or inconclusive"),
-    Mutant("claims_holds_on_upper_end", "claims.py", '"holds" if s_lo > margin', '"holds" if s_hi > margin',
+    Mutant("claims_holds_on_upper_end", "reports/claims.py", '"holds" if s_lo > margin', '"holds" if s_hi > margin',
            "an interval straddling zero holds the direction", f"{CCR}:inconclusive"),
-    Mutant("claims_tolerance_or", "claims.py", "<= tol and abs(", "<= tol or abs(",
+    Mutant("claims_tolerance_or", "reports/claims.py", "<= tol and abs(", "<= tol or abs(",
            "one number within tolerance suffices for 'reproduced'", f"{CCR}:setting_gives or reproduced",
            "both_numbers"),
-    Mutant("claims_attack_acc_not_err", "claims.py", "v = 100 * (1 - adv.iloc[0])", "v = 100 * adv.iloc[0]",
+    Mutant("claims_attack_acc_not_err", "reports/claims.py", "v = 100 * (1 - adv.iloc[0])", "v = 100 * adv.iloc[0]",
            "adversarial error read as accuracy", f"{CCR}:attack_added or planted"),
-    Mutant("claims_added_err_sign", "claims.py", "v -= 100 * (1 - ref.iloc[0])", "v += 100 * (1 - ref.iloc[0])",
+    Mutant("claims_added_err_sign", "reports/claims.py", "v -= 100 * (1 - ref.iloc[0])", "v += 100 * (1 - ref.iloc[0])",
            "added error adds the clean error instead of subtracting it", f"{CCR}:attack_added"),
-    Mutant("claims_best_err_min", "claims.py", "100 * (1 - clean.max())", "100 * (1 - clean.min())",
+    Mutant("claims_best_err_min", "reports/claims.py", "100 * (1 - clean.max())", "100 * (1 - clean.min())",
            "the best test error is the worst epoch's", f"{CCR}:quantities"),
-    Mutant("claims_shortest_recipe", "claims.py", 'sort_values(["epochs", "n"]).index[-1]',
+    Mutant("claims_shortest_recipe", "reports/claims.py", 'sort_values(["epochs", "n"]).index[-1]',
            'sort_values(["epochs", "n"]).index[0]', "of several recipes, the shortest is used", f"{CCR}:quantities",
            "recipe"),
-    Mutant("claims_paired_never", "claims.py", "if a.keys() == b.keys():", "if False:",
+    Mutant("claims_paired_never", "reports/claims.py", "if a.keys() == b.keys():", "if False:",
            "two quantities of the same runs compared by Welch, not in pairs", f"{CCR}:quantities"),
     # --------------------------------------------------------------------------------------- corruptions
     Mutant("severity_index_off_by_one", "corruptions/__init__.py", "entry.params[severity - 1]",
@@ -321,8 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--list", action="store_true", help="list the mutants and exit")
     p.add_argument("--timeout", type=float, default=240.0, help="seconds per pytest run (default: %(default)s)")
     p.add_argument("--baseline", action="store_true", help="run only the tests that existed before this analysis "
-                   "(not tests/test_mutants.py), by default for the mutants that got new tests: shows that they "
-                   "survived the earlier tests")
+                   "(not the tests written against the mutants), by default for the mutants that got new tests: "
+                   "shows that they survived the earlier tests")
     args = p.parse_args(argv)
     names = [m.name for m in MUTANTS]
     assert len(set(names)) == len(names), "duplicate mutant names"

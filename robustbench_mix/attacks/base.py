@@ -35,11 +35,31 @@ class Attack:
 ATTACKS: Registry[Attack] = Registry("attack")
 
 
-NORMS = tuple(Norm)
+
+
+@dataclass(frozen=True)
+class NormTraits:
+    """What the evaluation and the checks need of a threat model, in one place: ``grid`` the Experiment field
+    holding its radii, ``worst`` the name of its per-example worst-case rows, ``one_step`` the one-step attack every
+    iterative attack of the norm must beat, ``autoattack_vs_pgd`` the pair the positive control compares,
+    ``ball_tol`` the float rounding allowed at the edge of its ball (the in-ball check)."""
+
+    grid: str
+    worst: str
+    one_step: str
+    autoattack_vs_pgd: tuple[str, str]
+    ball_tol: float
+
+
+NORM_TRAITS = {
+    Norm.LINF: NormTraits("eps", "worst", "fgsm", ("autoattack", "pgd"), 1e-3),  # /255 units, 3 decimals
+    Norm.L2: NormTraits("eps_l2", "worst_l2", "fgm_l2", ("autoattack_l2", "pgd_l2"), 1e-4),
+}
+NORMS = tuple(NORM_TRAITS)
 # the per-example worst case over the white-box attacks of each norm (rows of their own)
-WORST = {"worst": Norm.LINF, "worst_l2": Norm.L2}
+WORST = {t.worst: norm for norm, t in NORM_TRAITS.items()}
 # the one-step attack of each norm, which every iterative attack of that norm must beat
-ONE_STEP = {Norm.LINF: "fgsm", Norm.L2: "fgm_l2"}
+ONE_STEP = {norm: t.one_step for norm, t in NORM_TRAITS.items()}
 
 
 def register_attack(name: str, *, random_start: bool, iterative: bool, needs: Callable[[], object] | None = None,

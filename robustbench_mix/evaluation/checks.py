@@ -21,14 +21,13 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from robustbench_mix.attacks.base import ONE_STEP, attack_norm, get_attack
+from robustbench_mix.attacks.base import NORM_TRAITS, ONE_STEP, attack_norm, get_attack
 from robustbench_mix.core.units import Norm, grid_key, row_eps
 
 TOL = 0.01  # accuracy tolerance (1 percentage point) for comparisons between attacks and epsilons
 LARGE_EPS_MAX_ACC = 0.10  # "near zero" at check_eps
-L2_BALL_TOL = 1e-4  # float rounding of the per-example L2 norm
 # the AutoAttack and PGD of each norm that the positive control compares
-AUTOATTACK_VS_PGD = {Norm.LINF: ("autoattack", "pgd"), Norm.L2: ("autoattack_l2", "pgd_l2")}
+AUTOATTACK_VS_PGD = {norm: t.autoattack_vs_pgd for norm, t in NORM_TRAITS.items()}
 
 
 def _check(name: str, ok: bool, eps: float = 0.0) -> dict:
@@ -69,7 +68,7 @@ def check_rows(rows: list[dict], exp) -> list[dict]:
     white = [a for a in exp.attacks if a in acc]
     for a in white:
         curve = acc[a]
-        tol = L2_BALL_TOL if get_attack(a).norm == Norm.L2 else 1e-3
+        tol = NORM_TRAITS[get_attack(a).norm].ball_tol
         if 0.0 in curve and clean is not None:
             out.append(_check(f"eps0_is_clean:{a}", abs(curve[0.0] - clean) <= 1e-9))
         out.append(_check(f"in_ball:{a}", all(size[a][e] <= e + tol and box[a][e] == 0 for e in size[a])))

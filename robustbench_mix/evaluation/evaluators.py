@@ -12,19 +12,15 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from robustbench_mix.attacks.base import WORST, default_step_size, frozen_eval, get_attack, input_grad
+from robustbench_mix.attacks.base import NORM_TRAITS, WORST, default_step_size, frozen_eval, get_attack, input_grad
 from robustbench_mix.core.device import autocast_for
 from robustbench_mix.core.errors import RunFailed
 from robustbench_mix.core.units import LEVELS, Norm, fraction, row_eps
 from robustbench_mix.data.prepare import Prepared, attack_subset, prep, subset_sha
 from robustbench_mix.evaluation.checks import check_rows
-
-ECE_BINS = 15
-# top-5 accuracy is written only where it carries information: with 10 classes it is near 100% for any model
-TOP5_MIN_CLASSES = 11
+from robustbench_mix.evaluation.metrics import TOP5_MIN_CLASSES, clean_metrics, memorization_metrics
 
 
 @torch.no_grad()
@@ -37,53 +33,6 @@ def predict(model, x: torch.Tensor, batch_size: int, precision: str | None = Non
             with autocast_for(x.device, precision):
                 outs.append(model(prep(x[i:i + batch_size])).float())
     return torch.cat(outs) if outs else torch.zeros(0)
-
-
-def expected_calibration_error(probs: torch.Tensor, y: torch.Tensor, bins: int = ECE_BINS) -> torch.Tensor:
-    """ECE with equal-width confidence bins (Guo et al., 2017)."""
-    conf, pred = probs.max(1)
-    correct = (pred == y).float()
-    idx = torch.clamp((conf * bins).long(), max=bins - 1)
-    s_conf = torch.zeros(bins, device=probs.device).index_add_(0, idx, conf)
-    s_acc = torch.zeros(bins, device=probs.device).index_add_(0, idx, correct)
-    return (s_conf - s_acc).abs().sum() / max(len(y), 1)
-
-
-def accuracy_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    out = {"acc": (logits.argmax(1) == y).float().mean()}
-    if logits.shape[1] >= TOP5_MIN_CLASSES:
-        top5 = logits.topk(5, dim=1).indices
-        out["top5_acc"] = (top5 == y[:, None]).any(1).float().mean()
-    return out
-
-
-def clean_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    if not bool(torch.isfinite(logits).all()):  # calibration and NLL of NaN outputs mean nothing
-        raise RunFailed("the model's outputs are not finite at evaluation (NaN or inf logits): the weights "
-                        "diverged; lower --lr")
-    m = accuracy_metrics(logits, y)
-    m["nll"] = F.cross_entropy(logits, y)
-    m["ece"] = expected_calibration_error(logits.softmax(1), y)
-    return m
-
-
-def memorization_metrics(logits, noisy_y, true_y, corrupted) -> list[tuple[str, str, torch.Tensor]]:
-    """Training-set predictions split by whether the label was corrupted (``corrupted``: the labels that
-    differ from the true ones, see :func:`data.corrupt_labels`).
-
-    ``memorized``: fraction of corrupted examples predicted as their (wrong) noisy label;
-    ``acc``: accuracy against the true labels on each subset.
-    """
-    pred = logits.argmax(1)
-    rows = []
-    for split, mask in (("train_clean", ~corrupted), ("train_corrupted", corrupted)):
-        if mask.any():
-            rows.append((split, "acc", (pred[mask] == true_y[mask]).float().mean()))
-    if corrupted.any():
-        rows.append(("train_corrupted", "memorized", (pred[corrupted] == noisy_y[corrupted]).float().mean()))
-    rows.append(("train", "acc_true", (pred == true_y).float().mean()))  # against the real labels
-    rows.append(("train", "acc_noisy", (pred == noisy_y).float().mean()))  # against the labels trained on
-    return rows
 
 
 ALL = "all"  # eval_subset of a value over the whole split
@@ -133,7 +82,7 @@ def attacked_images(data: Prepared, exp) -> tuple[torch.Tensor, torch.Tensor, st
 
 def attack_eps(exp, attack: str) -> tuple[float, ...]:
     """The epsilon grid of ``attack``'s norm: ``exp.eps`` (/255 units) for L-infinity, ``exp.eps_l2`` (L2 radii)."""
-    return exp.eps_l2 if get_attack(attack).norm == Norm.L2 else exp.eps
+    return getattr(exp, NORM_TRAITS[get_attack(attack).norm].grid)
 
 
 def attack_correct(target, crafter, x_u8, y, attack: str, e: float, *, steps: int,
@@ -215,7 +164,7 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
     clean = predict(model, x, batch_size, precision=exp.attack_precision)
     rows = [row("test", "acc_attacked_subset", (clean.argmax(1) == y).float().mean(), n=n, subset=subset)]
     by_norm = {norm: [a for a in exp.attacks if get_attack(a).norm == norm] for norm in WORST.values()}
-    grids = {Norm.LINF: exp.eps, Norm.L2: exp.eps_l2}
+    grids = {norm: getattr(exp, t.grid) for norm, t in NORM_TRAITS.items()}
     worst = {norm: {e: torch.ones(n, dtype=torch.bool, device=y.device) for e in grids[norm]} for norm in grids}
     jobs = []  # (attack, eps, crafter): white-box at 0, each eps and the check eps; black-box at each eps
     for a in exp.attacks:

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ERM, GEN, MIXUP, runs, seeds
 
 from robustbench_mix.cli.claims import main as claims_main
 from robustbench_mix.cli.compare import main as compare_main
@@ -16,31 +17,6 @@ from robustbench_mix.reports.report import write_report
 from robustbench_mix.store.load import load_runs
 from robustbench_mix.store.schema import to_frame
 from robustbench_mix.store.write import atomic_write_csv
-
-
-def runs(specs, epochs=200):
-    """Synthetic runs.csv frame: specs = [(exp fields, {quantity: value})]. The default recipe (batch 128, lr
-    0.1, weight decay 1e-4, step schedule) with 200 epochs is the paper's CIFAR-10 setting."""
-    frames = []
-    for fields, vals in specs:
-        exp = Experiment(dataset=fields.pop("dataset", "cifar10"), model="preact_resnet18", epochs=epochs, **fields)
-        rows = [{"epoch": epochs, "split": "test", "attack": "none", "eps": 0.0, "metric": "acc",
-                 "value": vals["acc"]},
-                {"epoch": 1, "split": "test", "attack": "none", "eps": 0.0, "metric": "acc",
-                 "value": vals.get("best", vals["acc"])}]
-        if "attacked_subset" in vals:
-            rows.append({"epoch": epochs, "split": "test", "attack": "none", "eps": 0.0,
-                         "metric": "acc_attacked_subset", "value": vals["attacked_subset"]})
-        for a, v in vals.get("attacks", {}).items():
-            rows.append({"epoch": epochs, "split": "test", "attack": a, "eps": round(8 / 255, 6), "metric": "acc",
-                         "value": v})
-        frames.append(to_frame(exp, rows, device="cpu", command="t", rev="r"))
-    return pd.concat(frames, ignore_index=True)
-
-
-def seeds(fields, accs, **extra):
-    """One spec per seed: the same configuration with the given test accuracies."""
-    return [({**fields, "seed": s}, {"acc": a, **extra}) for s, a in enumerate(accs)]
 
 
 def test_compare_aligns_shuffled_rows_and_reports_missing_configurations():
@@ -83,7 +59,7 @@ def test_compare_cli_writes_csv_and_markdown(tmp_path, capsys):
     assert compare_main([str(tmp_path / "a"), str(tmp_path / "nope")]) == 2
 
 
-def _verdicts(df, relax=()):
+def claim_verdicts(df, relax=()):
     t = check_all(df, relax)
     return dict(zip(t["claim"], t["verdict"], strict=True))
 
@@ -91,10 +67,6 @@ def _verdicts(df, relax=()):
 def _claim(df, claim, relax=()):
     t = check_all(df, relax)
     return t[t["claim"] == claim].iloc[0]
-
-
-GEN = "cifar10-generalization"  # paper: ERM 5.53%, mixup 4.24% test error, tolerance 1 point
-ERM, MIXUP = {"method": "erm"}, {"method": "mixup", "alpha": 1.0}
 
 
 def test_claim_in_the_papers_setting_with_an_interval_clear_of_zero_and_close_numbers_is_reproduced():
@@ -122,7 +94,7 @@ def test_another_setting_gives_at_most_direction_only_and_names_what_differs():
     r = _claim(jpeg, GEN, relax=("dataset",))
     assert r["verdict"] == "direction only" and "dataset imagefolder:cifar10-jpeg (paper: cifar10)" in r["setting"]
     far = runs(seeds(ERM, [0.90, 0.91, 0.92]) + seeds(MIXUP, [0.93, 0.94, 0.95]))
-    assert _verdicts(far)[GEN] == "direction only"  # the paper's setting, numbers too far from the paper's
+    assert claim_verdicts(far)[GEN] == "direction only"  # the paper's setting, numbers too far from the paper's
 
 
 def test_an_interval_straddling_zero_is_inconclusive_and_one_on_the_other_side_is_not_reproduced():
@@ -130,7 +102,7 @@ def test_an_interval_straddling_zero_is_inconclusive_and_one_on_the_other_side_i
     r = _claim(overlap, GEN)
     assert r["diff"] < 0 < r["ci95_high"] and r["verdict"] == "inconclusive"
     worse = runs(seeds(ERM, [0.95, 0.951, 0.949]) + seeds(MIXUP, [0.90, 0.901, 0.899]))
-    assert _verdicts(worse)[GEN] == "not reproduced"
+    assert claim_verdicts(worse)[GEN] == "not reproduced"
     t = check_all(worse)
     not_run = t[t["claim"] == "table2-erm-memorizes-50"].iloc[0]
     assert not_run["verdict"] == "not run" and "paper-table2" in not_run["note"]
@@ -153,7 +125,7 @@ def test_planted_table3_results_where_mixup_is_worse_are_not_reproduced():
                for s in range(3)]
               + [({**MIXUP, "seed": s}, {**mix, "attacks": {k: v + 0.01 * s for k, v in mix["attacks"].items()}})
                  for s in range(3)])
-    v = _verdicts(df)
+    v = claim_verdicts(df)
     assert v["table3-whitebox-fgsm"] == "not reproduced"  # mixup's attack-added error is larger
     r = _claim(df, "table3-blackbox-ifgsm")  # black-box error 15% < 20%, but Table 3 is ImageNet
     assert r["verdict"] == "direction only" and "imagenet-2012" in r["setting"] and "resnet101" in r["setting"]
@@ -275,7 +247,7 @@ def test_report_renders_every_plot_of_a_real_run(tmp_path):
 
 
 # ------------------------------------------------------------------------------ compare by what differs
-REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 
 
 def _reference(name: str) -> pd.DataFrame:
@@ -421,3 +393,44 @@ def test_leaderboard_entry_with_autoattack_and_corruptions_uses_robustbenchs_fie
     assert (e["clean_acc"], e["autoattack_acc"], e["corruptions_acc"]) == ("90.00", "40.00", "70.00")
     assert e["n_examples"] == 100 and "first 100 test images" in e["footnote"]
     assert "not the CIFAR-10-C files" in e["footnote"] and e["architecture"] == "user:net"
+
+
+# ---------------------------------------------------- definitions checked against planted bugs (experiments/mutation)
+
+
+# ------------------------------------------------------------------------------------------------ claims
+def test_a_claim_with_several_recipes_uses_the_longest():
+    """claims_shortest_recipe: runs of 60 and 200 epochs on a side are two recipes, never pooled as seeds; the
+    longest is taken (here it holds the claim, the short one would go against it)."""
+    df = pd.concat([runs(seeds(ERM, [0.945, 0.944, 0.946]) + seeds(MIXUP, [0.957, 0.958, 0.956])),
+                    runs(seeds(ERM, [0.96, 0.961, 0.959]) + seeds(MIXUP, [0.90, 0.901, 0.899]), epochs=60)],
+                   ignore_index=True)
+    t = check_all(df)
+    r = t[t["claim"] == GEN].iloc[0]
+    assert r["ours_a"] == pytest.approx(5.5) and r["ours_b"] == pytest.approx(4.3)
+    assert r["verdict"] == "reproduced" and "used the longest (200 epochs)" in r["note"]
+
+
+# ---------------------------------------------------------------------------------------------- compare
+def test_compare_std_is_the_sample_std_over_seeds():
+    """compare_std_ddof0: the std beside each mean is over seeds with Bessel's correction (as claims' and the
+    tables')."""
+    from robustbench_mix.reports.compare import compare
+
+    a = runs(seeds(ERM, [0.90, 0.91, 0.95]))
+    b = runs(seeds(ERM, [0.80, 0.86]))
+    table, _, _ = compare(a, b)
+    row = table[table["metric"] == "test acc"].iloc[0]
+    assert row["a_std"] == pytest.approx(np.std([0.90, 0.91, 0.95], ddof=1))
+    assert row["b_std"] == pytest.approx(np.std([0.80, 0.86], ddof=1))
+
+
+# ------------------------------------------------------------------------------------------------ claims
+def test_reproduced_needs_both_numbers_within_the_tolerance():
+    """claims_tolerance_or: ERM's error within a point of the paper's 5.53 but mixup's 3.0 against 4.24 is not
+    the paper's result, only its direction."""
+    df = runs(seeds(ERM, [0.945, 0.944, 0.946]) + seeds(MIXUP, [0.97, 0.971, 0.969]))
+    t = check_all(df)
+    r = t[t["claim"] == GEN].iloc[0]
+    assert r["ours_a"] == pytest.approx(5.5) and r["ours_b"] == pytest.approx(3.0)
+    assert r["verdict"] == "direction only" and "further than 1 points" in r["note"]

@@ -20,7 +20,7 @@ from robustbench_mix.experiment.experiment import DEFAULT_OPTIONS, Experiment
 from robustbench_mix.store.load import load_runs
 from robustbench_mix.store.schema import KEY
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GRID = ["--methods", "erm", "--noise", "0", "--eps", "8", "--attack-steps", "2", "--no-progress"]
 VALUES = [*KEY, "value"]
 

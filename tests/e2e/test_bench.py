@@ -1,6 +1,10 @@
 import json
 
+import pytest
+
 from robustbench_mix.bench import load, main
+
+pytestmark = pytest.mark.e2e  # a whole command run: python -m pytest -m 'not e2e' skips these
 
 
 def test_bench_reduced_cpu_mode_writes_its_figures(tmp_path, capsys):

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
-from conftest import linear_model
+from helpers import linear_model
 
 from robustbench_mix.attacks.base import ATTACKS, attack_norm
 from robustbench_mix.attacks.l2 import fgm_l2, pgd_l2, project_l2

@@ -3,7 +3,7 @@
 from dataclasses import replace
 
 import torch
-from conftest import linear_model
+from helpers import check_verdicts, linear_model, passing_rows, set_value
 
 from robustbench_mix.attacks.base import ATTACKS, Attack, frozen_eval
 from robustbench_mix.attacks.linf import fgsm
@@ -125,3 +125,16 @@ def test_eps0_check_compares_clean_and_attacked_accuracy_at_the_same_precision()
         assert float(subset) == acc
         checks = {r["metric"]: r["value"] for r in check_rows(finish(rows), exp)}
         assert checks["check:eps0_is_clean:fgsm"] == 1.0, prec
+
+
+# ---------------------------------------------------- definitions checked against planted bugs (experiments/mutation)
+
+
+# ------------------------------------------------------------------------------------ the checks' tolerances
+def test_check_eps0_is_exact_while_the_comparisons_tolerate_a_point():
+    """check_eps0_tolerant, check_monotone_strict, check_blackbox_sign: eps 0 must give the clean accuracy
+    exactly; accuracy may rise by under a point with eps, and black-box may be under a point stronger."""
+    assert check_verdicts(set_value(passing_rows(), "pgd", 0, "acc", 0.8999))["eps0_is_clean:pgd"] == 0.0
+    rows = set_value(set_value(passing_rows(), "fgsm", 8, "acc", 0.905), "bb:fgsm", 8, "acc", 0.905)
+    assert check_verdicts(rows)["monotone_in_eps:fgsm"] == 1.0
+    assert check_verdicts(set_value(passing_rows(), "bb:pgd", 8, "acc", 0.295))["blackbox_weaker:pgd"] == 1.0

@@ -24,7 +24,7 @@ from robustbench_mix.store.schema import KEY, ResultsError, to_frame
 from robustbench_mix.store.write import merge_run, neutralize, record_failure
 
 TINY = ["--methods", "erm", "--noise", "0", "--epochs", "1", "--eps", "8", "--attack-steps", "1", "--no-progress"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args, **kw):
@@ -195,7 +195,7 @@ def test_negative_or_huge_seeds_are_refused(tmp_path, capsys, flag, value):
 
 
 def test_nan_outputs_at_evaluation_fail_that_run_with_a_reason():
-    from robustbench_mix.evaluation.evaluators import clean_metrics
+    from robustbench_mix.evaluation.metrics import clean_metrics
 
     with pytest.raises(RunFailed, match="not finite at evaluation"):
         clean_metrics(torch.full((4, 10), float("nan")), torch.zeros(4, dtype=torch.long))

@@ -11,7 +11,7 @@ from scipy import stats
 import robustbench_mix.reports.plots as plots
 from robustbench_mix.store.load import load_results
 
-REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from robustbench_mix.evaluation.evaluators import expected_calibration_error, memorization_metrics
+from robustbench_mix.evaluation.metrics import expected_calibration_error, memorization_metrics
 from robustbench_mix.experiment.experiment import Experiment
 from robustbench_mix.store.load import load_runs
 from robustbench_mix.store.schema import COLUMNS, KEY, to_frame

@@ -14,7 +14,7 @@ from robustbench_mix.data.prepare import attack_subset
 from robustbench_mix.models.families import build
 from robustbench_mix.store.load import load_runs
 
-TARBALL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+TARBALL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 pytestmark = pytest.mark.skipif(not TARBALL.exists(), reason=f"{TARBALL} is not there")
 
 

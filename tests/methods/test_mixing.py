@@ -601,3 +601,21 @@ def test_a_config_recorded_before_options_reads_as_what_it_computed():
     assert run_label("manifold_mixup", 2.0, 0.0, "loss=bce") == "manifold mixup (α=2, loss=bce)"
     with pytest.raises(UsageError, match="method cutmix: CutMix probability prob=2 is outside"):
         validate(Experiment(method="cutmix", alpha=1.0, method_options="prob=2"))
+
+
+# ---------------------------------------------------- definitions checked against planted bugs (experiments/mutation)
+
+
+# ------------------------------------------------------------------------------------------------- CutMix
+def test_cutmix_centre_row_and_column_range_over_the_height_and_the_width():
+    """cutmix_centre_axes_swapped: on a 4 x 40 image the box centre's column ranges over all 40 columns, so boxes
+    reach the right half (with the row drawn over 40 and the column over 4 they never leave the left 24)."""
+    from robustbench_mix.methods import cutmix_draw
+
+    rng = np.random.default_rng(0)
+    g = torch.Generator().manual_seed(0)
+    boxes = [cutmix_draw(4, 1.0, rng, g, torch.device("cpu"), prob=1.0, image_size=(4, 40))[:4] for _ in range(300)]
+    x1 = np.array([b[2] for b in boxes])
+    y2 = np.array([b[1] for b in boxes])
+    assert x1.max() >= 30 and (x1 >= 20).mean() > 0.1
+    assert y2.max() <= 4

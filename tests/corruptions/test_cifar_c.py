@@ -36,7 +36,7 @@ cv2 = pytest.importorskip("cv2")
 from skimage.color import hsv2rgb, rgb2hsv  # noqa: E402
 from skimage.filters import gaussian  # noqa: E402
 
-TARBALLS = [Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg.tar.gz",
+TARBALLS = [Path(__file__).resolve().parents[2].parent / "shared" / "data" / "cifar10-jpeg.tar.gz",
             Path("/work/shared/data/cifar10-jpeg.tar.gz")]
 RELEASE = STANDARD_CORRUPTIONS + EXTRA_CORRUPTIONS
 
@@ -604,3 +604,61 @@ def test_a_broken_cifar10c_folder_is_refused_naming_the_file(tmp_path, plant, sa
     plant(fake_cifar10c(tmp_path))
     with pytest.raises(UsageError, match=says):
         load_standard("cifar10c", tmp_path)
+
+
+# ---------------------------------------------------- definitions checked against planted bugs (experiments/mutation)
+
+
+# ------------------------------------------------------------------------------------------- corruptions
+# make_cifar_c.py's CIFAR severity lists (Hendrycks & Dietterich, hendrycks/robustness), written out here as
+# data so that a changed constant in the registry is caught: the pixel tests read the parameter from the registry
+GENERATOR_PARAMS = {
+    "gaussian_noise": [0.04, 0.06, .08, .09, .10],
+    "shot_noise": [500, 250, 100, 75, 50],
+    "impulse_noise": [.01, .02, .03, .05, .07],
+    "speckle_noise": [.06, .1, .12, .16, .2],
+    "gaussian_blur": [.4, .6, 0.7, .8, 1],
+    "glass_blur": [(0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)],
+    "defocus_blur": [(0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)],
+    "motion_blur": [(6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)],
+    "fog": [(.2, 3), (.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)],
+    "frost": [(1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)],
+    "snow": [(0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+             (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)],
+    "spatter": [(0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
+                (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)],
+    "contrast": [.75, .5, .4, .3, 0.15],
+    "brightness": [.05, .1, .15, .2, .3],
+    "saturate": [(0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)],
+    "jpeg_compression": [80, 65, 58, 50, 40],
+    "pixelate": [0.95, 0.9, 0.85, 0.75, 0.65],
+    # the generator's (IMSIZE * a, IMSIZE * b, IMSIZE * c): the registry keeps the fractions
+    "elastic_transform": [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATOR_PARAMS))
+def test_severity_parameters_are_the_generators(name):
+    """contrast_param, gaussian_noise_param, fog_param: each corruption's five parameters are the generator's."""
+    assert [np.asarray(p).tolist() for p in CORRUPTIONS.get(name).params] == \
+        [np.asarray(p).tolist() for p in GENERATOR_PARAMS[name]]
+
+
+def test_zoom_blur_factors_are_the_generators():
+    want = [np.arange(1, e, 0.01) for e in (1.06, 1.11, 1.16, 1.21, 1.26)]
+    assert all(np.array_equal(a, b) for a, b in zip(CORRUPTIONS.get("zoom_blur").params, want, strict=True))
+
+
+# ------------------------------------------------------------------------------------ grey images' luma
+def test_a_grey_image_through_a_colour_corruption_is_the_itu_601_luma_of_its_rgb_result():
+    """luma_equal_weights: frost blends a coloured photograph, so the grey result is the luma of the three-channel
+    result with Pillow's / OpenCV's weights 0.299, 0.587, 0.114 (within the truncation to uint8), not their mean."""
+    from robustbench_mix.corruptions import corrupt
+
+    rng = np.random.default_rng(0)
+    grey = torch.from_numpy(rng.integers(0, 256, (16, 1, 32, 32), dtype=np.uint8))
+    one = corrupt(grey, "frost", 5, seed=3).double()
+    rgb = corrupt(grey.expand(-1, 3, -1, -1).contiguous(), "frost", 5, seed=3).double()
+    luma = torch.einsum("nchw,c->nhw", rgb, torch.tensor([0.299, 0.587, 0.114], dtype=torch.float64))
+    gap = (one[:, 0] - luma).abs()
+    assert gap.max() < 1.01 and gap.mean() < 0.6

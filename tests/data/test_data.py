@@ -6,9 +6,9 @@ import torch
 from PIL import Image
 
 from robustbench_mix.core.errors import UsageError
-from robustbench_mix.data.augment import crop_flip
+from robustbench_mix.data.augment import _crop_flip_draw, crop_flip
 from robustbench_mix.data.base import load
-from robustbench_mix.data.prepare import corrupt_labels, prepare, validation_split
+from robustbench_mix.data.prepare import corrupt_labels, prepare, to_float, validation_split
 from robustbench_mix.data.sources import load_image_folder, scan_image_folder
 
 
@@ -161,7 +161,7 @@ def test_image_folder_with_mixed_sizes_names_the_odd_file(tmp_path):
 
 def test_a_label_redrawn_to_its_own_class_is_not_counted_as_memorized(small_digits):
     from robustbench_mix.data.prepare import corrupt_labels
-    from robustbench_mix.evaluation.evaluators import memorization_metrics
+    from robustbench_mix.evaluation.metrics import memorization_metrics
 
     y = small_digits.train_y.numpy()
     noisy, changed = corrupt_labels(y, 10, 0.5, seed=0)
@@ -174,3 +174,36 @@ def test_a_label_redrawn_to_its_own_class_is_not_counted_as_memorized(small_digi
                                                                  torch.as_tensor(y), torch.as_tensor(changed))}
     assert rows[("train_corrupted", "memorized")] == 0.0 and rows[("train_corrupted", "acc")] == 1.0
     assert rows[("train_clean", "acc")] == 1.0
+
+
+# ---------------------------------------------------- definitions checked against planted bugs (experiments/mutation)
+
+
+def test_to_float_maps_255_to_exactly_one():
+    """to_float_256: the attacks' [0, 1] pixel range and eps in 255ths rest on x / 255."""
+    x = torch.tensor([0, 1, 128, 255], dtype=torch.uint8)
+    f = to_float(x)
+    assert f.dtype == torch.float32 and f[0] == 0.0 and f[-1] == 1.0
+    assert f[1:3].tolist() == pytest.approx([1 / 255, 128 / 255], rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------- crop and flip
+def test_crop_offsets_cover_all_nine_shifts_and_half_the_images_flip():
+    """crop_never_last_offset, flip_rarely: offsets uniform on 0..8 (pad 4 each side), flips with probability 1/2."""
+    off, flip = _crop_flip_draw(9000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    for axis in off:
+        counts = torch.bincount(axis, minlength=9)
+        assert len(counts) == 9 and (counts > 850).all(), counts
+    assert abs(flip.float().mean().item() - 0.5) < 0.02
+
+
+# ------------------------------------------------------------------------------------------ attacked subset
+def test_attack_subset_gives_the_extra_images_to_the_largest_remainders_ties_to_the_lower_class():
+    """subset_smallest_remainder: quotas 4.9, 1.4, 0.7 of 7 round down to 4, 1, 0; the two images left go to the
+    remainders 0.9 and 0.7, not 0.4; equal remainders go to the lower class."""
+    from robustbench_mix.data.prepare import attack_subset
+
+    y = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    assert np.bincount(y[attack_subset(y, 7)], minlength=3).tolist() == [5, 1, 1]
+    y = np.repeat(np.arange(3), 10)
+    assert np.bincount(y[attack_subset(y, 4)], minlength=3).tolist() == [2, 1, 1]

@@ -9,6 +9,8 @@ from robustbench_mix.methods import METHODS, Method, erm, erm_apply, no_draws
 from robustbench_mix.store.load import load_runs
 from robustbench_mix.store.schema import COLUMNS
 
+pytestmark = pytest.mark.e2e  # a whole command run: python -m pytest -m 'not e2e' skips these
+
 FAST = ["--epochs", "2", "--no-progress", "--eps", "8/255", "--attack-steps", "2"]
 
 

@@ -1,4 +1,4 @@
-"""Runs packed on one GPU by the Ray executor against the local executor (issue 15): aggregate training
+"""Runs packed on one GPU by the Ray executor against the local executor: aggregate training
 throughput and a grid's wall time, both through `robustbench_mix.suite.main`, the code path users run.
 
 Throughput: each configuration trains K seeds with a hook that timestamps every epoch (the loop reads the loss

@@ -156,7 +156,7 @@ def suite_trainer(model_name, shape, classes, batch, steps, device, method, comp
 class Stacked:
     """K copies of one model trained at once: parameters stacked along a new first dimension and the
     forward vmapped over them (torch.func), so each kernel launch serves K runs. A prototype for the
-    small-batch question of issue 7 (several seeds at once), ERM only; not the suite's trainer."""
+    small-batch question (several seeds at once), ERM only; not the suite's trainer."""
 
     def __init__(self, models: list[torch.nn.Module], lr: float = 0.01, momentum: float = 0.9,
                  weight_decay: float = 5e-4):

@@ -14,7 +14,7 @@ from robustbench_mix.core.device import resolve_device
 from robustbench_mix.core.errors import UsageError, first_line
 from robustbench_mix.core.torchfile import read_weights, state_digest
 from robustbench_mix.corruptions import SOURCES
-from robustbench_mix.data.base import ImageData, load
+from robustbench_mix.data.base import ImageData, load, trained_on
 from robustbench_mix.data.prepare import prepare
 from robustbench_mix.evaluation.evaluators import predict
 from robustbench_mix.experiment.experiment import Experiment
@@ -172,12 +172,12 @@ def evaluate_path(path: Path, args, command: str) -> pd.DataFrame:
     """One file's rows, merged into ``--out``'s runs.csv."""
     ck = read_weights(path)
     exp, weights, epoch = experiment_for(ck, path, args)
-    trained_on = exp.dataset if exp.weights != "checkpoint" else Experiment.from_json(ck["config"]).dataset
+    ck_dataset = exp.dataset if exp.weights != "checkpoint" else Experiment.from_json(ck["config"]).dataset
     standard = exp.dataset in SOURCES
     # the model is built for the data it was trained on: its normalization and class count come from there
     train_spec = trained_on(exp.dataset)
     train_data = load(train_spec, args.data_dir)
-    changed = bool(ck.get("data_sha")) and train_spec == trained_on and ck["data_sha"] != train_data.fingerprint
+    changed = bool(ck.get("data_sha")) and train_spec == ck_dataset and ck["data_sha"] != train_data.fingerprint
     if changed:
         print(f"warning: {path} was trained on data with fingerprint {ck['data_sha']}; {train_spec} is now "
               f"{train_data.fingerprint} (its content changed)", file=sys.stderr)
@@ -191,7 +191,7 @@ def evaluate_path(path: Path, args, command: str) -> pd.DataFrame:
     frame = evaluate_experiment(model, exp, None if standard else train_data, batch_size=args.batch_size,
                                 device=device, data_dir=args.data_dir, epoch=epoch, command=command,
                                 progress=False if args.no_progress else None)
-    own = train_data if train_spec == trained_on and not changed else None
+    own = train_data if train_spec == ck_dataset and not changed else None
     frame = with_noise_realized(frame, exp, own)
     merge_run(Path(args.out) / "runs.csv", frame)
     print(summary_markdown(summarize(frame)))

@@ -92,9 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
       help="replay training as CUDA graphs, much faster at small batches on a GPU (ignored on the CPU): "
       "'model' (the default) each step's forward and backward, 'step' the whole step, optimizer included")
     a("--cpu-channels-last", action="store_true", help="on the CPU, models and images in the channels_last memory "
-      "layout (always so on CUDA): the same arithmetic, 1.55-2.2x faster per training step on the CPUs measured "
-      "(experiments/README.md); numbers differ from the default layout's by rounding, and the device column says "
-      "channels_last")
+      "layout (always so on CUDA): the same arithmetic, faster per training step on the CPUs measured "
+      "(figures in experiments/README.md); numbers differ from the default layout's by rounding, and the device "
+      "column says channels_last")
     a("--executor", default="local", choices=EXECUTORS.names(),
       help="where runs execute: local (one after another in this process, the default) or ray (Ray tasks on this "
       "machine or a cluster; optional extra [ray])")

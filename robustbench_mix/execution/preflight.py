@@ -59,7 +59,7 @@ def speed_hint(runs: list[Experiment], on_cuda: bool, cuda_graphs: bool | str | 
     small = sorted({r.batch_size for r in runs if r.batch_size <= 256})
     if on_cuda and small and not (cuda_graphs or compile):
         return (f"hint: at batch size {', '.join(map(str, small))} the GPU mostly waits for Python; --cuda-graphs "
-                "trained PreAct ResNet-18 2.6x faster at batch 128 on an H200 (see experiments/README.md)")
+                "trained PreAct ResNet-18 faster at batch 128 on the GPU measured (figures in experiments/README.md)")
     return None
 
 

@@ -45,7 +45,7 @@ TABLE3_ATTACKS = ("fgsm", "ifgsm", "pgd", "pgd_margin")
 ALL_METHODS = (Variant("erm"), Variant("mixup", alpha=1.0), Variant("manifold_mixup", alpha=2.0),
                Variant("cutmix", alpha=1.0), Variant("label_smoothing", alpha=0.1))
 
-# The robust baselines (issue 24): ERM and mixup against adversarial training, L-infinity and L2, white-box,
+# The robust baselines: ERM and mixup against adversarial training, L-infinity and L2, white-box,
 # black-box (an ERM surrogate) and AutoAttack. Each adversarial method trains at the largest L-infinity radius
 # evaluated, the radius its robustness is read at.
 ROBUST_ATTACKS = ("fgsm", "pgd", "autoattack", "fgm_l2", "pgd_l2", "autoattack_l2")

@@ -2,8 +2,9 @@
 
 ``fit`` asks a :class:`Speed` for the model to train through (compiled or not), for the step to call (eager,
 or the whole step captured as one CUDA graph) and for the context to train in (the model's forward and
-backward as CUDA graphs, on the run's CUDA device); it never branches on a speed flag itself. Everything
-here is kept only where a GPU measured it faster (experiments/README.md); on the CPU the graphs are ignored.
+backward as CUDA graphs, on the run's CUDA device); it never branches on a speed flag itself. The whole-model
+graphs were timed on a GPU; the whole-step graph and torch.compile are not timed on a GPU yet (experiments/README.md
+says which figures exist). On the CPU the graphs are ignored.
 """
 
 from __future__ import annotations

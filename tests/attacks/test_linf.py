@@ -41,11 +41,20 @@ def test_attacks_never_raise_accuracy_above_clean(trained, name):
     assert accs[-1] < clean - 0.2  # and it really attacks
 
 
-def test_iterative_attack_at_least_as_strong_as_fgsm(trained):
+def test_iterative_attack_at_least_as_strong_as_fgsm_and_not_fgsm(trained):
+    """PGD-10 is at least as strong as FGSM at 16/255, and it is not FGSM under another name: its examples differ
+    from FGSM's and reach a higher mean cross-entropy (the loss both ascend)."""
     model, data = trained
     fgsm_acc, = accuracies(model, data, "fgsm", [16.0], steps=10)
     pgd_acc, = accuracies(model, data, "pgd", [16.0], steps=10)
     assert pgd_acc <= fgsm_acc
+    x, y, eps = to_float(data.test_x), data.test_y, 16 / 255
+    with frozen_eval(model):
+        torch.manual_seed(0)
+        one = fgsm(model, x, y, eps)
+        many = pgd(model, x, y, eps, steps=10, step_size=2.5 * eps / 10)
+        assert (one - many).abs().max() > 1e-3
+        assert F.cross_entropy(model(many), y) > F.cross_entropy(model(one), y)
 
 
 def test_restarts_keep_the_per_example_worst_case(trained):

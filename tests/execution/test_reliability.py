@@ -294,7 +294,11 @@ def test_a_dollar_sign_in_a_name_does_not_break_the_plots(tmp_path):
     exp = Experiment(dataset="imagefolder:my$data", epochs=1)
     rows = [{"epoch": 1, "split": "test", "attack": "fgsm", "eps": e, "metric": "acc", "value": 0.9 - e}
             for e in (0.0, 0.03)]
-    assert robust_accuracy(to_frame(exp, rows, device="cpu", command="t", rev="r"), tmp_path / "r.png").exists()
+    path = robust_accuracy(to_frame(exp, rows, device="cpu", command="t", rev="r"), tmp_path / "r.png")
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("L"), dtype=float)
+    assert img.shape[0] > 100 and img.shape[1] > 100 and img.std() > 1  # a drawn figure, not an empty canvas
 
 
 def test_dry_run_into_a_closed_pipe_exits_quietly(tmp_path):

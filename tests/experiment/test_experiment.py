@@ -91,8 +91,13 @@ def test_suite_expands_variants_noise_and_seeds():
         replace(s, seeds=()).expand()
 
 
-def test_presets_are_valid():
-    for name, suite in PRESETS.items():
-        for r in suite.expand():
-            validate(r)
-        assert suite.name == name
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_expands_to_valid_distinct_runs_with_known_tables(name):
+    from robustbench_mix.reports.tables import TABLES
+
+    runs = PRESETS[name].expand()
+    assert runs and len({r.run_id for r in runs}) == len(runs)
+    for r in runs:
+        validate(r)
+        assert r.preset == name
+    assert all(t in TABLES for t in PRESETS[name].tables)

@@ -188,10 +188,15 @@ def test_every_method_trains_a_tiny_model_above_chance(small_digits, tiny_exp):
 
     from robustbench_mix.evaluation.evaluators import predict
 
+    erm = _train(replace(tiny_exp, epochs=4), small_digits)
     for name, alpha in (("manifold_mixup", 2.0), ("cutmix", 1.0), ("label_smoothing", 0.1)):
         model = _train(replace(tiny_exp, method=name, alpha=alpha, epochs=4), small_digits)
         acc = (predict(model, small_digits.test_x, 500).argmax(1) == small_digits.test_y).float().mean().item()
         assert acc > 0.5, (name, acc)  # chance is 0.1
+        # and it trained as itself: from the same seed and data, ERM's weights are not its weights (a method
+        # that fell back to ERM would pass the accuracy bar alone)
+        assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(), erm.state_dict().values(),
+                                                           strict=True)), name
 
 
 # ------------------------------------------------ CutMix against the reference (clovaai/CutMix-PyTorch train.py)

@@ -72,6 +72,8 @@ def dry_run(args, suite: Suite, runs: list[Experiment], out: Path, df, done: set
               f"dropout={r.dropout:g} noise={r.noise:g} seed={r.seed} epochs={r.epochs}{role}{eta}{note}")
     if left:
         print(remaining_estimate(left))
+        if timings.damaged:
+            print(f"  ({len(timings.damaged)} damaged runs/*/{TIMING} left out of it: see the warnings)")
     for spec in skipped:
         print(f"(not checked against the data: {spec} is not in --data-dir {args.data_dir} yet; the real run "
               "downloads it, then checks)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -94,19 +95,68 @@ def _mean(entries: list[dict]) -> float | None:
     return sum(clean) / len(clean) if clean else None
 
 
+class DamagedTiming(ValueError):
+    """A timing.json that is not what :meth:`Timings.record` writes (an edit, a disk error); the message says how."""
+
+
+def _entry(e, where: str) -> dict:
+    """One measured piece as recorded, checked: {seconds: a finite number >= 0, setup: bool, environment: str}."""
+    if not isinstance(e, dict):
+        raise DamagedTiming(f"{where} is {type(e).__name__} {e!r:.40}, not an object")
+    missing = [k for k in ("seconds", "setup", "environment") if k not in e]
+    if missing:
+        raise DamagedTiming(f"{where} lacks {', '.join(missing)}")
+    s = e["seconds"]
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not math.isfinite(s) or s < 0:
+        raise DamagedTiming(f"{where}: seconds {s!r:.40} is not a finite number >= 0")
+    if not isinstance(e["setup"], bool) or not isinstance(e["environment"], str):
+        raise DamagedTiming(f"{where}: setup must be true/false and environment a string")
+    return {"seconds": float(s), "setup": e["setup"], "environment": e["environment"]}
+
+
+def read_timing(path: Path) -> dict:
+    """A run's timing.json as {key, epochs: {epoch: entry}, evaluation: entry or None}; raises
+    :class:`DamagedTiming` (saying what is wrong) for anything :meth:`Timings.record` would not have written."""
+    try:
+        t = json.loads(path.read_text())
+    except OSError as e:
+        raise DamagedTiming(f"unreadable ({e.__class__.__name__}: {e.strerror or e})") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise DamagedTiming("not JSON") from None
+    if not isinstance(t, dict):
+        raise DamagedTiming(f"a JSON {type(t).__name__}, not an object")
+    missing = [k for k in ("run_id", "config_key", "epochs") if k not in t]
+    if missing:
+        raise DamagedTiming(f"lacks {', '.join(missing)}")
+    if t["run_id"] != path.parent.name:
+        raise DamagedTiming(f"its run_id {t['run_id']!r:.40} is not its directory's")
+    if not isinstance(t["config_key"], str) or not isinstance(t["epochs"], dict):
+        raise DamagedTiming("config_key must be a string and epochs an object")
+    epochs = {}
+    for k, v in t["epochs"].items():
+        if not (k.isascii() and k.isdigit()) or int(k) < 1:
+            raise DamagedTiming(f"epoch {k!r:.40} is not an epoch number")
+        epochs[int(k)] = _entry(v, f"epoch {k}")
+    evaluation = t.get("evaluation")
+    return {"key": t["config_key"], "epochs": epochs,
+            "evaluation": None if evaluation is None else _entry(evaluation, "evaluation")}
+
+
 class Timings:
     """The measured epochs and evaluations of the runs under ``out``: read from their timing.json once,
-    then kept up to date in memory and on disk (atomically) as this process measures more."""
+    then kept up to date in memory and on disk (atomically) as this process measures more. A damaged file
+    (``damaged``: path -> what is wrong) is left out with a warning: it costs an estimate, never a run, and
+    is rewritten whole the next time its run records a piece."""
 
-    def __init__(self, out: Path):
-        self.out, self.runs = out, {}
+    def __init__(self, out: Path, warn: bool = True):
+        self.out, self.runs, self.damaged = out, {}, {}
         for path in sorted((out / "runs").glob(f"*/{TIMING}")):
             try:
-                t = json.loads(path.read_text())
-                self.runs[t["run_id"]] = {"key": t["config_key"], "epochs": {int(k): v for k, v in t["epochs"].items()},
-                                          "evaluation": t.get("evaluation")}
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                continue  # unreadable timing costs an estimate, never a run
+                self.runs[path.parent.name] = read_timing(path)
+            except DamagedTiming as e:
+                self.damaged[path] = str(e)
+                if warn:
+                    print(f"warning: {path} is damaged ({e}): left out of the time estimates", file=sys.stderr)
 
     def record(self, exp: Experiment, epoch: int | None, seconds: float, setup: bool, env: str) -> None:
         """``epoch`` None: the final evaluation."""

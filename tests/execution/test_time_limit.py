@@ -2,6 +2,9 @@
 finishes it with the numbers of an uninterrupted run. Time is a fake clock: each epoch takes 10 s and each
 final evaluation 5 s of it, so no test depends on this machine's speed."""
 
+import json
+import shutil
+
 import pytest
 
 import robustbench_mix.execution.executors as executors
@@ -158,3 +161,92 @@ def test_dry_run_says_when_nothing_has_been_timed(tmp_path, capsys):
 def test_the_time_limit_is_refused_with_ray(tmp_path, capsys):
     assert main(["--out", str(tmp_path), *GRID, "--time-limit", "10m", "--executor", "ray", "--dry-run"]) == 2
     assert "--executor local only" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ damaged timing.json
+def _damage_seconds(value):
+    def damage(t):
+        t["epochs"]["1"]["seconds"] = value
+        return json.dumps(t)
+    return damage
+
+
+def _set(key, value):
+    def damage(t):
+        t[key] = value
+        return json.dumps(t)
+    return damage
+
+
+def _drop(key):
+    def damage(t):
+        del t["epochs"]["1"][key]
+        return json.dumps(t)
+    return damage
+
+
+DAMAGE = {
+    "string seconds": _damage_seconds("10"),
+    "null seconds": _damage_seconds(None),
+    "NaN seconds": _damage_seconds(float("nan")),
+    "infinite seconds": _damage_seconds(float("inf")),
+    "negative seconds": _damage_seconds(-1.0),
+    "true as seconds": _damage_seconds(True),
+    "entry not an object": lambda t: json.dumps({**t, "epochs": {**t["epochs"], "2": 10.0}}),
+    "evaluation not an object": _set("evaluation", [5.0]),
+    "missing seconds": _drop("seconds"),
+    "missing environment": _drop("environment"),
+    "missing epochs": lambda t: json.dumps({k: v for k, v in t.items() if k != "epochs"}),
+    "epochs a list": _set("epochs", [1, 2]),
+    "epoch key not a number": lambda t: json.dumps({**t, "epochs": {"first": t["epochs"]["1"]}}),
+    "a JSON list": lambda t: json.dumps([t]),
+    "not JSON": lambda t: json.dumps(t)[:-7],
+    "not text": lambda t: b"\xff\xfe\x00",
+}
+
+
+@pytest.fixture(scope="module")
+def one_timed_run(tmp_path_factory):
+    """A finished run of seed 0, timed (real clock): its timing.json is the only timing of the configuration."""
+    out = tmp_path_factory.mktemp("timed")
+    assert main(["--out", str(out), "--seeds", "0", *GRID]) == 0
+    (path,) = (out / "runs").glob(f"*/{timelimit.TIMING}")
+    return out, path
+
+
+def _damaged_copy(one_timed_run, tmp_path, kind):
+    out, path = one_timed_run
+    shutil.copytree(out, tmp_path, dirs_exist_ok=True)
+    target = tmp_path / path.relative_to(out)
+    text = DAMAGE[kind](json.loads(path.read_text()))
+    (target.write_bytes if isinstance(text, bytes) else target.write_text)(text)
+    return target
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_timing_file_costs_the_dry_runs_estimate_only(one_timed_run, tmp_path, capsys, kind):
+    target = _damaged_copy(one_timed_run, tmp_path, kind)
+    assert main(["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--dry-run"]) == 0
+    captured = capsys.readouterr()
+    assert f"warning: {target} is damaged (" in captured.err and "Traceback" not in captured.err
+    assert "finished  digits cnn erm" in captured.out and "new       digits cnn erm" in captured.out
+    assert "expected time of what remains: unknown" in captured.out  # the only timed run of the configuration
+    assert f"(1 damaged runs/*/{timelimit.TIMING} left out of it" in captured.out
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_timing_file_costs_a_time_limited_runs_estimate_only(one_timed_run, tmp_path, capsys, fake_time,
+                                                                       kind):
+    target = _damaged_copy(one_timed_run, tmp_path, kind)
+    # seed 1 is never timed now, so it starts (its first epoch measures it) and finishes within 1h of fake time
+    assert fake_time(["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "1h"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {target} is damaged (" in err and "Traceback" not in err
+    assert load_runs(tmp_path / "runs.csv")["run_id"].nunique() == 2
+
+
+def test_a_sound_timing_file_is_read_as_written(one_timed_run):
+    out, path = one_timed_run
+    timings = timelimit.Timings(out)
+    assert not timings.damaged and set(timings.runs) == {path.parent.name}
+    assert sorted(timings.runs[path.parent.name]["epochs"]) == [1, 2, 3]

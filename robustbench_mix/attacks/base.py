@@ -74,18 +74,20 @@ def register_attack(name: str, *, random_start: bool, iterative: bool, needs: Ca
     return deco
 
 
-def attack_loss(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
-    if kind == "ce":
-        return F.cross_entropy(logits, y)  # mean, like torchattacks, so both take identical steps
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, kind: str, summed: bool = False) -> torch.Tensor:
+    if kind == "ce":  # mean by default, like torchattacks, so both take identical steps
+        return F.cross_entropy(logits, y, reduction="sum" if summed else "mean")
     # Carlini-Wagner margin: best wrong logit minus true logit; not saturated by soft-target training.
     true = logits.gather(1, y[:, None]).squeeze(1)
     wrong = logits.scatter(1, y[:, None], float("-inf")).amax(1)
     return (wrong - true).sum()
 
 
-def input_grad(model, x, y, loss: str) -> torch.Tensor:
+def input_grad(model, x, y, loss: str, summed: bool = False) -> torch.Tensor:
+    """The loss's gradient with respect to the input; ``summed``: of the summed rather than the mean
+    cross-entropy, so that each example's gradient does not shrink with the batch size."""
     x = x.detach().requires_grad_(True)
-    return torch.autograd.grad(attack_loss(model(x), y, loss), x)[0]
+    return torch.autograd.grad(attack_loss(model(x), y, loss, summed), x)[0]
 
 
 def check_attack_name(name: str) -> None:

@@ -28,11 +28,32 @@ def unit_l2(g: torch.Tensor) -> torch.Tensor:
     return g / (l2_norms(g) + 1e-10)
 
 
+def exact_unit_l2(g: torch.Tensor) -> torch.Tensor:
+    """``g`` scaled to L2 length exactly 1 per example, however small its norm (a zero gradient stays zero).
+
+    ``unit_l2``'s +1e-10 shortens the direction of a gradient whose norm is near 1e-10, which is what a confident
+    model's gradient is: each example's step then falls short of eps (by more in a larger batch, whose mean loss
+    scales each gradient by 1 / batch). Dividing by each example's largest entry first keeps the norm's
+    computation clear of float underflow."""
+    flat = g.flatten(1)
+    peak = flat.abs().amax(dim=1, keepdim=True)
+    flat = flat / torch.where(peak > 0, peak, torch.ones_like(peak))
+    norms = flat.norm(p=2, dim=1, keepdim=True)
+    return torch.where(norms > 0, flat / torch.where(norms > 0, norms, torch.ones_like(norms)),
+                       torch.zeros_like(flat)).view_as(g)
+
+
 @register_attack("fgm_l2", random_start=False, iterative=False, norm=Norm.L2)
 def fgm_l2(model, x, y, eps, steps=1, step_size=None, loss="ce"):
     """The fast gradient method in L2 (Goodfellow et al., 2015; Miyato et al., 2016): one step of L2 length eps
-    along the gradient, the one-step baseline every iterative L2 attack must beat."""
-    return torch.clamp(x + eps * unit_l2(input_grad(model, x, y, loss)), 0.0, 1.0).detach()
+    along each example's gradient, the one-step baseline every iterative L2 attack must beat.
+
+    Norm L2, radius ``eps`` in [0, 1] pixel space; the result is clamped to [0, 1]. The gradient is of the summed
+    loss and every example with a non-zero gradient moves by exactly eps before the clamp, whatever its
+    confidence and the batch size (as foolbox's ``L2FastGradientAttack``). This rule is hashed into the run id
+    (``experiment.ATTACK_RULES``), so runs made with the earlier +1e-10 normalization keep their own ids.
+    Example: ``fgm_l2(model, x, y, eps=1.0)``."""
+    return torch.clamp(x + eps * exact_unit_l2(input_grad(model, x, y, loss, summed=True)), 0.0, 1.0).detach()
 
 
 @register_attack("pgd_l2", random_start=True, iterative=True, norm=Norm.L2)

@@ -23,6 +23,9 @@ PRECISIONS = ("fp32", "bf16")
 # Since 0.4.0 a run that attacks fewer than all test images attacks a class-stratified sample (data.attack_subset),
 # not the first N: such runs hash this rule too, so they never share an id with a first-N run's numbers.
 SUBSET_RULE = "stratified-v1"
+# An attack whose computation changed after runs with it were published: its rule is hashed into the id of every
+# run that uses it, so those runs never share an id with numbers of the earlier computation.
+ATTACK_RULES = {"fgm_l2": "exact-unit-v1"}
 SEED_LIMIT = 2**32
 
 
@@ -145,5 +148,8 @@ def config_hash(exp: Experiment) -> str:
     d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
     if exp.attack_samples:
         d["attack_subset"] = SUBSET_RULE
+    rules = {a: ATTACK_RULES[a] for a in exp.attacks if a in ATTACK_RULES}
+    if rules:
+        d["attack_rules"] = rules
     blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:10]

@@ -74,6 +74,46 @@ def test_fgm_l2_moves_each_example_by_exactly_eps(rand_images):
     assert torch.equal(fgm_l2(model, x, y, 0.0), x)
 
 
+def _independent_fgm(model, x, y, eps):
+    """The field's L2 FGM as foolbox's L2FastGradientAttack computes it, written here without the suite's helpers:
+    the gradient of the summed cross-entropy, each example's divided by max(its L2 norm, 1e-12)."""
+    x = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), y, reduction="sum"), x)
+    norms = g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    return torch.clamp(x.detach() + eps * g / norms, 0, 1)
+
+
+def test_fgm_l2_on_a_confident_model_is_the_fields_fgm_and_independent_of_the_batch(rand_images):
+    """A confident model's gradients of the batch-mean loss have norms near 1e-10: the earlier +1e-10 shortened
+    those steps below eps (12% accuracy at radius 2 where foolbox gives 4% on digits). Every step is eps long."""
+    x, y = rand_images
+    x = torch.cat([x] * 8)[:100] * 0.2 + 0.4  # the box does not clip
+    model = linear_model().eval()
+    with torch.no_grad():
+        model[1].weight.mul_(50)  # gradient norms down to 1e-9, and 1e-11 for a batch-mean loss
+        y = model(x).argmax(1)
+    eps = 0.5
+    ours = fgm_l2(model, x, y, eps)
+    torch.testing.assert_close(ours, _independent_fgm(model, x, y, eps), atol=1e-5, rtol=0)
+    torch.testing.assert_close(_l2(ours - x), torch.full((len(x),), eps), atol=1e-4, rtol=0)
+    one_by_one = torch.cat([fgm_l2(model, x[i:i + 1], y[i:i + 1], eps) for i in range(len(x))])
+    torch.testing.assert_close(ours, one_by_one, atol=1e-5, rtol=0)
+
+
+def test_fgm_l2s_rule_is_in_the_run_id_of_runs_that_use_it_only():
+    from robustbench_mix.experiment.experiment import ATTACK_RULES, config_hash
+
+    with_fgm = Experiment(attacks=("pgd_l2", "fgm_l2"), eps_l2=(1.0,))
+    without = Experiment(attacks=("pgd_l2",), eps_l2=(1.0,))
+    assert "fgm_l2" in ATTACK_RULES
+    saved = ATTACK_RULES.pop("fgm_l2")
+    try:
+        earlier = (with_fgm.run_id, without.run_id)
+    finally:
+        ATTACK_RULES["fgm_l2"] = saved
+    assert config_hash(with_fgm) != earlier[0] and config_hash(without) == earlier[1]
+
+
 def test_eps_l2_flag_and_validation_give_clear_errors():
     assert parse_eps_l2("0.25, 0.5") == (0.25, 0.5)
     for bad, says in (("8/255", "never /255"), ("-0.5", ">= 0"), ("nan", ">= 0"), ("big", "not a number"),

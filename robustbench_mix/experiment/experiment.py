@@ -18,7 +18,7 @@ ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options":
 # published, with the value that computes as those runs did, is left out of the hash at that value. An option
 # without such a value came with a change of the method's computation (CutMix's prob came with the reference's
 # box), so it is always hashed and the method's runs got new ids.
-ADDED_OPTIONS = {"manifold_mixup": {"loss": "ce"}}
+ADDED_OPTIONS = {"manifold_mixup": {"loss": "ce"}, "mixup_at": {"pairs": "one"}}
 PRECISIONS = ("fp32", "bf16")
 # Since 0.4.0 a run that attacks fewer than all test images attacks a class-stratified sample (data.attack_subset),
 # not the first N: such runs hash this rule too, so they never share an id with a first-N run's numbers.

@@ -233,3 +233,32 @@ def test_a_trades_step_moves_batch_norms_running_statistics_as_its_docstring_say
     trades_step(model, x, y, 10, 6.0, eps=32.0, steps=2, step_size=8.0)
     expected = 0.81 + 0.09 * x.mean((0, 2, 3)) + 0.1 * x_adv.mean((0, 2, 3))
     torch.testing.assert_close(model[0].running_mean, expected, atol=1e-6, rtol=0)
+
+
+def test_mixup_at_pairs_two_mixes_the_adversarial_half_with_its_own_lambda_and_partners():
+    """Lamb et al.'s Algorithm 1: a second draw for the adversarial half; pairs=one (the default) keeps one."""
+    from robustbench_mix.methods.adversarial import mixup_at_draw
+
+    one = mixup_at_draw(6, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0), "cpu")
+    two = mixup_at_draw(6, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0), "cpu", pairs="two")
+    assert len(one) == 2 and len(two) == 4 and two[0] == one[0] and torch.equal(two[1], one[1])
+    assert two[2] != two[0]
+    model, (x, y) = tiny_bn_model(), batch()
+    lam, perm, lam2, perm2 = 0.3, torch.tensor([2, 0, 1, 5, 3, 4]), 0.8, torch.tensor([1, 2, 3, 4, 5, 0])
+    ref = copy.deepcopy(model)
+    model.train()
+    torch.manual_seed(3)
+    loss = mixup_at_step(model, x, y, 10, lam, perm, lam2, perm2, eps=EPS, steps=STEPS, step_size=STEP)
+    torch.manual_seed(3)
+    ref.eval()
+    xa = hand_pgd(ref, x, y, EPS, STEP, STEPS)
+    ref.train()
+
+    def mixup_loss(inputs, lam, perm):
+        out = ref(lam * inputs + (1 - lam) * inputs[perm])
+        return lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[perm])
+
+    torch.testing.assert_close(loss, 0.5 * mixup_loss(x, lam, perm) + 0.5 * mixup_loss(xa, lam2, perm2))
+    assert Experiment(method="mixup_at", alpha=1.0).run_id == Experiment(
+        method="mixup_at", alpha=1.0, method_options="pairs=one").run_id != Experiment(
+        method="mixup_at", alpha=1.0, method_options="pairs=two").run_id

@@ -250,3 +250,31 @@ def test_a_sound_timing_file_is_read_as_written(one_timed_run):
     timings = timelimit.Timings(out)
     assert not timings.damaged and set(timings.runs) == {path.parent.name}
     assert sorted(timings.runs[path.parent.name]["epochs"]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("flag,env,named", [("10m", None, "--force with --time-limit (10m 00s)"),
+                                            (None, "25m", "--force with $ROBUSTBENCH_MIX_TIME_LIMIT (25m 00s)")])
+def test_force_with_a_time_limit_is_refused_before_data_are_loaded(tmp_path, monkeypatch, capsys, flag, env, named):
+    # each resumed piece would delete the checkpoints again: the "rerun while the exit status is 3" loop never ends
+    def no_loading(*a, **k):
+        raise AssertionError("data loaded")
+
+    monkeypatch.setattr(grid, "load", no_loading)
+    monkeypatch.delenv(timelimit.ENV, raising=False)
+    if env is not None:
+        monkeypatch.setenv(timelimit.ENV, env)
+    limit = ["--time-limit", flag] if flag is not None else []
+    for extra in ([], ["--dry-run"]):  # the dry run says what the real run would
+        assert main(["--out", str(tmp_path), *GRID, "--force", *limit, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and named in err and "never finish" in err
+        assert "give another --out" in err and "--time-limit none" in err
+    assert main(["--out", str(tmp_path), *GRID, "--force", "--time-limit", "none", "--dry-run"]) == 0
+
+
+def test_force_without_a_limit_retrains_a_finished_run(fake_time, tmp_path, capsys):
+    assert fake_time(["--out", str(tmp_path), *GRID]) == 0
+    capsys.readouterr()
+    assert fake_time(["--out", str(tmp_path), *GRID, "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "training 1 run(s), 0 finished earlier" in err and "done in" in err

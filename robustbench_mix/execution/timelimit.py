@@ -200,6 +200,17 @@ class Pacer:
         self.progress = False  # an epoch or an evaluation ended before the limit in this process
         self.mark, self.first, self.trained = 0.0, True, False
 
+    def left(self) -> float | None:
+        """Seconds until the limit (negative once past it); None without a limit."""
+        return None if self.deadline is None else self.deadline - clock()
+
+    def waited_out(self, exp: Experiment, waiting_for: str) -> TimeLimitReached:
+        """The stop when the limit came while waiting for another process (training ``exp`` or its surrogate):
+        not too short, as that process goes on (the same command later finds its run finished or takes it over)."""
+        return TimeLimitReached(f"time limit {fmt_duration(self.limit)} reached while waiting for {waiting_for} "
+                                f"(another process on this --out): stopped waiting; run {exp.run_id} was not trained "
+                                "here")
+
     def _timings(self, out: Path) -> Timings:
         if self.timings is None or self.timings.out != out:
             self.timings = Timings(out)

@@ -278,3 +278,37 @@ def test_force_without_a_limit_retrains_a_finished_run(fake_time, tmp_path, caps
     assert fake_time(["--out", str(tmp_path), *GRID, "--force"]) == 0
     err = capsys.readouterr().err
     assert "training 1 run(s), 0 finished earlier" in err and "done in" in err
+
+
+@pytest.mark.parametrize("extra,n", [([], 1), (["--surrogate-seed", "100"], 2)], ids=["run", "surrogate"])
+def test_the_wait_for_another_processs_run_lock_ends_at_the_limit(tmp_path, monkeypatch, capsys, extra, n):
+    # the lock held is the run's, or (black-box rows) that of the surrogate its target also waits for
+    import fcntl
+    import os
+    import threading
+    import time
+
+    monkeypatch.delenv(timelimit.ENV, raising=False)
+    args = ["--out", str(tmp_path), *GRID, *extra]
+    assert main([*args, "--dry-run"]) == 0
+    rid = capsys.readouterr().out.splitlines()[1].split()[0]
+    run_dir = tmp_path / "runs" / rid
+    run_dir.mkdir(parents=True)
+    (run_dir / "owner.json").write_text(json.dumps({"pid": 4242, "host": "elsewhere", "since": "noon"}))
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)  # another process is training the run
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    release = threading.Timer(60, fcntl.flock, [fd, fcntl.LOCK_UN])  # a wait ignoring the limit ends (and fails)
+    release.start()
+    try:
+        t0 = time.monotonic()
+        code = main([*args, "--time-limit", "4s"])
+        elapsed = time.monotonic() - t0
+    finally:
+        release.cancel()
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert code == 3, err[-2000:]  # not 0 after waiting, not 2: the other process goes on, the same command resumes
+    assert elapsed < 30
+    assert "while waiting for pid 4242 on host elsewhere since noon" in err and "stopped waiting" in err
+    assert f"0 of {n} run(s) finished" in err and f"{rid} erm" in err and err.count(": not started") == n
+    assert not (run_dir / "checkpoint.pt").exists() and not (tmp_path / "runs.csv").exists()

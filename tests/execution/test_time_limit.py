@@ -42,9 +42,9 @@ def fake_time(monkeypatch):
     monkeypatch.setattr(executors, "run_experiment", evaluated)
     monkeypatch.delenv(timelimit.ENV, raising=False)
 
-    def run(argv):
+    def run(argv, extra_hooks=()):
         clock.t = 0.0  # a new process
-        return main(argv, hooks=(lambda epoch, model: setattr(clock, "t", clock.t + EPOCH),))
+        return main(argv, hooks=(lambda epoch, model: setattr(clock, "t", clock.t + EPOCH), *extra_hooks))
 
     return run
 
@@ -312,3 +312,48 @@ def test_the_wait_for_another_processs_run_lock_ends_at_the_limit(tmp_path, monk
     assert "while waiting for pid 4242 on host elsewhere since noon" in err and "stopped waiting" in err
     assert f"0 of {n} run(s) finished" in err and f"{rid} erm" in err and err.count(": not started") == n
     assert not (run_dir / "checkpoint.pt").exists() and not (tmp_path / "runs.csv").exists()
+
+
+@pytest.fixture
+def failing_first_epoch(fake_time):
+    """Like fake_time, but the first epoch trained in each invocation raises after its 10 s: that run fails."""
+
+    def run(argv):
+        calls = []
+
+        def fail_once(epoch, model):
+            calls.append(epoch)
+            if len(calls) == 1:
+                raise RuntimeError("planted failure")
+
+        return fake_time(argv, extra_hooks=(fail_once,))
+
+    return run
+
+
+def test_a_run_that_failed_before_the_limit_is_named_and_the_exit_is_1_when_nothing_else_ran(failing_first_epoch,
+                                                                                             tmp_path, capsys):
+    # run 1 fails at 10 s; run 2 cannot start before the 5 s limit: not "nothing was trained, raise the limit"
+    argv = ["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "5s"]
+    assert failing_first_epoch(argv) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if " erm alpha=0 dropout=0 noise=0 seed=" in line and
+             line.startswith("  ")]
+    assert len(lines) == 2 and "FAILED in this invocation" in lines[0] and lines[1].endswith(": not started")
+    block = err.split("1 run(s) failed (details in ")[1].splitlines()
+    assert "failures.csv" in block[0] and "RuntimeError: planted failure" in block[1]
+    assert "loading the data took it all" not in err and "the run(s) that failed" in err
+    assert (tmp_path / "failures.csv").exists()
+
+
+def test_a_run_that_failed_before_the_limit_is_named_and_the_exit_is_3_when_others_progressed(failing_first_epoch,
+                                                                                              tmp_path, capsys):
+    # run 1 fails at 10 s; run 2's epochs end at 20 and 30 s, a third would pass the 30 s limit: progress, exit 3
+    argv = ["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "30s"]
+    assert failing_first_epoch(argv) == 3
+    err = capsys.readouterr().err
+    states = [line.split(": ", 1)[1] for line in err.splitlines()
+              if line.startswith("  ") and " erm alpha=0 dropout=0 noise=0 seed=" in line]
+    assert states[0].startswith("FAILED in this invocation") and states[1] == "partial, epoch 2 of 3"
+    assert "RuntimeError: planted failure" in err.split("1 run(s) failed (details in ")[1].splitlines()[1]
+    assert "the same command resumes from there:" in err and "0.0s are left" in err

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(md)
         return 0
 
-    return handled(body)
+    return handled(body, paths={"--out": (args.out, "a directory that can be written (made if missing)")})
 
 
 if __name__ == "__main__":

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.execution.executors import EXECUTORS, LocalExecutor
@@ -13,13 +15,36 @@ from robustbench_mix.store.schema import ResultsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # the time limit's 3 is execution.timelimit.EXIT_CODE
 
+# what an OSError says about a path the user named, as opposed to the machine's state (a full disk, EIO)
+PATH_ERRNOS = {errno.EISDIR, errno.ENOTDIR, errno.EEXIST, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT,
+               errno.ENAMETOOLONG, errno.ELOOP}
+Paths = Mapping[str, tuple[str | Path | Sequence[str] | None, str]]  # flag -> (the path(s) given, what it must be)
+
+
+def _about(e: OSError, paths: Paths) -> tuple[str, str, str] | None:
+    """(flag, path given, what it must be) when ``e`` is about a path the user gave: that path, a file under it,
+    a folder above it, or its atomic-write temporary beside it."""
+    if e.errno not in PATH_ERRNOS:
+        return None
+    hit = [Path(os.path.abspath(n)) for n in (e.filename, e.filename2) if isinstance(n, str | os.PathLike)]
+    for flag, (given, allowed) in paths.items():
+        for g in [given] if isinstance(given, str | Path) else list(given or ()):
+            p = Path(os.path.abspath(g))
+            for n in hit:
+                if n == p or p in n.parents or n in p.parents or (
+                        n.parent == p.parent and n.name.startswith(f".{p.name}.") and n.name.endswith(".tmp")):
+                    return flag, str(g), allowed
+    return None
+
 
 def handled(body: Callable[[], int], *, usage_errors: tuple[type[BaseException], ...] = (),
-            on_os_error: str = "fix the cause and run the same command again") -> int:
+            on_os_error: str = "fix the cause and run the same command again", paths: Paths | None = None) -> int:
     """Run a command's body; what reaches a user is one ``error:`` line, never a traceback.
 
-    Bad input (``UsageError``, a results file off the contract, and ``usage_errors``) exits 2 with its message;
-    a file that cannot be read or written exits 1 naming the cause and ``on_os_error``; a closed pipe
+    Bad input (``UsageError``, a results file off the contract, and ``usage_errors``) exits 2 with its message,
+    and so does a file error about a path the user gave (``paths``: flag -> (the path or paths, what it must
+    be), e.g. ``--out`` a directory where a file is written, or a folder that cannot be written); any other file
+    that cannot be read or written (disk full) exits 1 naming the cause and ``on_os_error``; a closed pipe
     (``... | head``) exits 0 quietly.
     """
     try:
@@ -31,6 +56,15 @@ def handled(body: Callable[[], int], *, usage_errors: tuple[type[BaseException],
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
     except OSError as e:  # a results file that cannot be written (disk full, permissions, a directory)
+        named = _about(e, paths or {})
+        if named is not None:
+            flag, given, allowed = named
+            names = [str(n) for n in (e.filename, e.filename2) if isinstance(n, str | os.PathLike)]
+            plain = [n for n in names if not n.endswith(".tmp")]  # not the atomic write's temporary name
+            where = plain[0] if plain else f"writing in {Path(names[0]).parent}"
+            print(f"error: {flag} {given!r}: {e.strerror or e}{'' if where == given else f' ({where})'}; {flag} "
+                  f"must be {allowed}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"error: {e.__class__.__name__}: {e}; {on_os_error}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             print(md)
         return 0
 
-    return handled(body, on_os_error=f"--out {args.out} must be a directory that can be written")
+    return handled(body, paths={"--out": (args.out, "a directory that can be written (made if missing)")})
 
 
 if __name__ == "__main__":

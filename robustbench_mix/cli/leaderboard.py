@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text, end="")
         return 0
 
-    return handled(body, on_os_error=f"--out {args.out} must be a file that can be written")
+    return handled(body, paths={"--out": (args.out, "a file (not a directory) in a folder that can be written")})
 
 
 if __name__ == "__main__":

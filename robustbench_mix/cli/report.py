@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {md} and {page}")
         return 0
 
-    return handled(body)
+    return handled(body, paths={"results": (args.results, "results directories that can be written (each report "
+                                             "is written into its directory)")})
 
 
 if __name__ == "__main__":

@@ -20,10 +20,7 @@ from robustbench_mix.execution.dryrun import dry_run
 from robustbench_mix.execution.grid import run_grid
 from robustbench_mix.execution.preflight import check_runs, with_surrogates
 from robustbench_mix.execution.timelimit import ENV as TIME_LIMIT_ENV
-from robustbench_mix.execution.timelimit import (
-    Pacer,
-    time_limit,
-)
+from robustbench_mix.execution.timelimit import Pacer, fmt_duration, time_limit
 from robustbench_mix.reports.outputs import write_outputs
 from robustbench_mix.store.load import damaged_runs, load_runs
 from robustbench_mix.training.train import Hook
@@ -75,6 +72,13 @@ def _main(args, command: str, hooks: tuple[Hook, ...] = ()) -> int:
     if limit is not None and args.executor != "local":
         raise UsageError(f"--time-limit (or ${TIME_LIMIT_ENV}) works with --executor local only: Ray's tasks are "
                          "stopped by the cluster's own limits and resume from their checkpoints on the next run")
+    if limit is not None and args.force:
+        source = "--time-limit" if args.time_limit is not None else f"${TIME_LIMIT_ENV}"
+        raise UsageError(f"--force with {source} ({fmt_duration(limit)}): every resumed piece would start the "
+                         "finished runs afresh again, so the grid would never finish; to retrain them under a time "
+                         "limit, give another --out (or remove their rows from runs.csv and their runs/<run_id>/ "
+                         "folders) and run without --force; or drop the limit (--time-limit none overrides "
+                         f"${TIME_LIMIT_ENV})")
     executor = get_executor(args)
     if args.executor == "local":
         executor.pacer = Pacer(limit, started)

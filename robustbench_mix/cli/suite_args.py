@@ -104,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     a("--cpus-per-run", type=float, help="ray: CPUs per run, also its torch threads (default 1)")
     a("--max-retries", type=int, help="ray: retries of a run whose worker died; it resumes from its "
       "checkpoint (default 2)")
-    a("--force", action="store_true", help="rerun runs that already finished")
+    a("--force", action="store_true", help="rerun runs that already finished, from their start; refused with "
+      f"--time-limit (or ${TIME_LIMIT_ENV}), where each resumed piece would start them afresh again and the grid "
+      "never finish: give another --out instead")
     a("--time-limit", metavar="DURATION", help="stop cleanly before this much wall-clock time has passed "
       f"(between epochs, after a checkpoint, or between runs) and exit {TIME_LIMIT_EXIT}; the same command resumes. "
       f"{FORMS[0].upper() + FORMS[1:]}. Default: ${TIME_LIMIT_ENV} (for Slurm), else none")

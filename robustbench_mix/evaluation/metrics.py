@@ -29,6 +29,7 @@ class Metric:
 
 METRICS: Registry[Metric] = Registry("metric")
 CHECK_PREFIX = "check:"  # check:<name>: a sanity check's outcome, 1 passed, 0 failed (a fraction)
+NA_PREFIX = "check_na:"  # check_na:<name>: a check with nothing to compare, neither passed nor failed (value 0)
 
 
 def metric(name: str, label: str, **traits) -> None:
@@ -46,7 +47,7 @@ metric("acc_true", "training accuracy on the true labels", fraction=True)
 metric("acc_picked", "accuracy on the picked subset", fraction=True)
 metric("memorized_picked", "corrupted labels memorized, picked subset", fraction=True)
 metric("acc_attacked_subset", "clean accuracy on the attacked images", fraction=True)
-metric("acc_first_restart", "robust accuracy after the first restart alone", fraction=True)
+metric("acc_first_restart", "robust accuracy with one restart (the attack evaluated once, on its own)", fraction=True)
 metric("loss", "training loss")
 metric("max_linf_255", "largest L-infinity perturbation (/255)")
 metric("max_l2", "largest L2 perturbation")

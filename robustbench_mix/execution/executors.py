@@ -53,7 +53,8 @@ class Job:
 @dataclass
 class Outcome:
     """What a worker hands back: the run's rows ("done"), why it failed, or that it was not trained here
-    ("busy": another process holds its lock; "skipped": another process finished it meanwhile)."""
+    ("busy": another process holds its lock; "waited": it held the run's or its surrogate's lock until the wait's
+    bound, --time-limit's time left; "skipped": another process finished it meanwhile)."""
 
     exp: Experiment
     status: str
@@ -73,14 +74,19 @@ def checkpoint_epoch(path: Path) -> int | None:
         return None
 
 
-def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: bool = False) -> Outcome:
-    """Train, evaluate and return one run's rows, holding its lock; never writes runs.csv or failures.csv."""
+def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: bool = False,
+              patience: float | None = None) -> Outcome:
+    """Train, evaluate and return one run's rows, holding its lock; never writes runs.csv or failures.csv.
+
+    ``wait``: wait for another process holding the run's lock (else the outcome is "busy" at once); a surrogate's
+    lock is always waited for. ``patience``: the most seconds any such wait may take (--time-limit's time left;
+    None: no bound); a wait that ends there is "waited"."""
     started, where = time.time(), f"{socket.gethostname()}:{os.getpid()}"
     set_cpu_channels_last(job.options.cpu_channels_last)  # in this process, as Ray's workers set their threads
     run_dir = job.out / "runs" / exp.run_id
     ckpt, pending = run_dir / CHECKPOINT, run_dir / PENDING
     try:
-        with run_lock(run_dir, wait=wait):
+        with run_lock(run_dir, wait=wait, timeout=patience):
             # Trained by another process that has not recorded it (yet, or ever: its driver died). Looked at
             # before runs.csv: a driver records a run first and removes its pending rows after.
             if not job.force and pending.exists():
@@ -99,7 +105,7 @@ def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: b
             surrogate = None
             if exp.surrogate_seed is not None:
                 s = surrogate_of(exp)
-                with run_lock(job.out / "runs" / s.run_id, wait=True):  # another process may still train it
+                with run_lock(job.out / "runs" / s.run_id, wait=True, timeout=patience):  # another may train it
                     surrogate = load_trained(s, datasets[s.dataset], job.out / "runs" / s.run_id)
             rows = run_experiment(exp, datasets[exp.dataset], run_dir=run_dir, options=job.options,
                                   hooks=job.hooks, surrogate=surrogate)
@@ -110,7 +116,8 @@ def train_run(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: b
             # the rows survive a driver that dies before recording them
             atomic_write_csv(frame, pending)
     except RunBusy as e:
-        return Outcome(exp, "busy", reason=str(e), started=started, ended=time.time(), where=where)
+        return Outcome(exp, "waited" if e.waited else "busy", reason=f"{e} to finish run {e.run_id}" if e.waited
+                       else str(e), started=started, ended=time.time(), where=where)
     except (RunFailed, torch.OutOfMemoryError) as e:
         return Outcome(exp, "failed", reason=f"{e.__class__.__name__}: {e}", started=started, ended=time.time(),
                        where=where)
@@ -187,8 +194,11 @@ class LocalExecutor:
         ckpt = job.out / "runs" / exp.run_id / CHECKPOINT
         done = checkpoint_epoch(ckpt) if self.pacer.limit is not None and not job.force else None
         self.pacer.before_run(exp, job.out, every, done)
-        o = train_run(exp, datasets, replace(job, hooks=(*job.hooks, self.pacer.hook(exp, job.out, every))), wait)
+        o = train_run(exp, datasets, replace(job, hooks=(*job.hooks, self.pacer.hook(exp, job.out, every))), wait,
+                      patience=self.pacer.left())
         self.pacer.after_run(exp, job.out, o.status)
+        if o.status == "waited":  # the limit came while another process held the lock: stop, it goes on
+            raise self.pacer.waited_out(exp, o.reason)
         return o
 
     def run(self, runs: Runs, datasets: dict[str, ImageData], job: Job, recorder: Recorder) -> None:

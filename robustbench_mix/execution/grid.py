@@ -25,24 +25,40 @@ from robustbench_mix.store.write import finished_ids
 from robustbench_mix.training.train import CHECKPOINT
 
 
-def stop_report(stop: TimeLimitReached, runs: list[Experiment], out: Path, command: str) -> str:
-    """What is done and what remains when --time-limit stopped the suite, and how to go on."""
-    finished = finished_ids(out / "runs.csv")
+def failure_lines(failed: list[tuple[Experiment, str]], failures_csv: Path) -> list[str]:
+    return [f"{len(failed)} run(s) failed (details in {failures_csv}):",
+            *(f"  {exp.run_id} {exp.method} noise={exp.noise:g} seed={exp.seed}: {reason}" for exp, reason in failed)]
+
+
+def stop_report(stop: TimeLimitReached, runs: list[Experiment], out: Path, command: str,
+                failed: list[tuple[Experiment, str]] = ()) -> str:
+    """What is done, what failed and what remains when --time-limit stopped the suite, and how to go on."""
+    finished, failed_ids = finished_ids(out / "runs.csv"), {exp.run_id for exp, _ in failed}
     lines, n_done = [], 0
     for r in runs:
+        k = checkpoint_epoch(out / "runs" / r.run_id / CHECKPOINT)
         if r.run_id in finished:
             state, n_done = "finished", n_done + 1
+        elif r.run_id in failed_ids:
+            state = "FAILED in this invocation" + (f", its checkpoint at epoch {k}" if k else "") + " (why: below)"
         else:
-            k = checkpoint_epoch(out / "runs" / r.run_id / CHECKPOINT)
             state = ("not started" if not k else f"partial, epoch {k} of {r.epochs}" if k < r.epochs
                      else f"partial, trained ({k} epochs), its final evaluation remains")
         lines.append(f"  {r.run_id} {r.method} alpha={r.alpha:g} dropout={r.dropout:g} noise={r.noise:g} "
                      f"seed={r.seed}: {state}")
     head = stop.reason if stop.too_short else f"{stop.reason}."
+    go_on = ("fix what failed, then resume with:" if failed and stop.too_short
+             else "after raising the limit, resume with:" if stop.too_short else "the same command resumes from there:")
     return "\n".join([f"\n{head}", f"{n_done} of {len(runs)} run(s) finished:", *lines,
+                      *(failure_lines(list(failed), out / "failures.csv") if failed else []),
                       f"every finished run is in {out / 'runs.csv'} and every partial one has its checkpoint; "
-                      + ("after raising the limit, resume with:" if stop.too_short
-                         else "the same command resumes from there:"), f"  {command}"])
+                      + go_on, f"  {command}"])
+
+
+def stop_status(stop: TimeLimitReached, failed: list) -> int:
+    """3: stopped with work left that the same command goes on with; 1: nothing progressed and runs failed (the
+    same command would fail them again: a Slurm loop on 3 stops); 2: nothing progressed, the limit is too short."""
+    return (1 if failed else 2) if stop.too_short else TIME_LIMIT_EXIT
 
 
 def run_grid(args, command: str, hooks, suite, runs: list, out: Path, df, done: set[str], executor,
@@ -101,18 +117,16 @@ def run_grid(args, command: str, hooks, suite, runs: list, out: Path, df, done: 
         stop = e
     finally:
         recorder.close()
-    if stop is not None:  # no summary, plots or report: the time is up; the run that finishes the grid writes them
-        print(stop_report(stop, runs, out, command), file=sys.stderr)
-        return 2 if stop.too_short else TIME_LIMIT_EXIT
     failed = recorder.failed
+    if stop is not None:  # no summary, plots or report: the time is up; the run that finishes the grid writes them
+        print(stop_report(stop, runs, out, command, failed), file=sys.stderr)
+        return stop_status(stop, failed)
 
     if runs_csv.exists():
         df = load_runs(runs_csv, strict=False)
         write_outputs(df[~df["run_id"].isin(list(damaged_runs(df)))], suite, runs, out,
                       time.perf_counter() - t_suite)
     if failed:
-        print(f"{len(failed)} run(s) failed (details in {failures_csv}):", file=sys.stderr)
-        for exp, reason in failed:
-            print(f"  {exp.run_id} {exp.method} noise={exp.noise:g} seed={exp.seed}: {reason}", file=sys.stderr)
+        print("\n".join(failure_lines(failed, failures_csv)), file=sys.stderr)
         return 1
     return 0

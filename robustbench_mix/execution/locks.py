@@ -18,7 +18,12 @@ OWNER = "owner.json"
 
 
 class RunBusy(Exception):
-    """Another process (maybe on another machine sharing --out) holds this run's lock: it is training it."""
+    """Another process (maybe on another machine sharing --out) holds this run's lock: it is training it.
+    ``waited``: the lock was waited for, until its timeout; ``run_id``: the run whose lock it is."""
+
+    def __init__(self, holder: str, waited: bool = False, run_id: str = ""):
+        super().__init__(holder)
+        self.waited, self.run_id = waited, run_id
 
 
 def run_owner(run_dir: Path) -> str:
@@ -31,19 +36,20 @@ def run_owner(run_dir: Path) -> str:
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: Path, wait: bool = False):
+def run_lock(run_dir: Path, wait: bool = False, timeout: float | None = None):
     """Hold ``run_dir``'s lock while training or redoing the run: at most one process works on a run at a time.
 
-    Without ``wait`` a held lock raises :class:`RunBusy` at once; with it the call waits for the holder.
+    Without ``wait`` a held lock raises :class:`RunBusy` at once; with it the call waits for the holder, for ever
+    or at most ``timeout`` seconds (--time-limit's time left; 0 or less: not at all), then raises RunBusy.
     """
     from filelock import Timeout
 
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(run_dir / ".lock")
     try:
-        lock.acquire(timeout=-1 if wait else 0)
+        lock.acquire(timeout=0 if not wait else -1 if timeout is None else max(timeout, 0))
     except Timeout:
-        raise RunBusy(run_owner(run_dir)) from None
+        raise RunBusy(run_owner(run_dir), waited=wait, run_id=run_dir.name) from None
     try:
         atomic_write_text(run_dir / OWNER, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                        "since": now()}))

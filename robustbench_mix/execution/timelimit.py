@@ -199,6 +199,18 @@ class Pacer:
         self.timings: Timings | None = None
         self.progress = False  # an epoch or an evaluation ended before the limit in this process
         self.mark, self.first, self.trained = 0.0, True, False
+        self.failed = False  # a run failed in this process (its time is not the data's, nor the limit too short)
+
+    def left(self) -> float | None:
+        """Seconds until the limit (negative once past it); None without a limit."""
+        return None if self.deadline is None else self.deadline - clock()
+
+    def waited_out(self, exp: Experiment, waiting_for: str) -> TimeLimitReached:
+        """The stop when the limit came while waiting for another process (training ``exp`` or its surrogate):
+        not too short, as that process goes on (the same command later finds its run finished or takes it over)."""
+        return TimeLimitReached(f"time limit {fmt_duration(self.limit)} reached while waiting for {waiting_for} "
+                                f"(another process on this --out): stopped waiting; run {exp.run_id} was not trained "
+                                "here")
 
     def _timings(self, out: Path) -> Timings:
         if self.timings is None or self.timings.out != out:
@@ -219,18 +231,20 @@ class Pacer:
         if need == 0:  # never timed: stopped only because the limit has already passed
             return TimeLimitReached(f"time limit {fmt_duration(self.limit)} reached {fmt_duration(-left)} ago, "
                                     f"{where}, {fmt_duration(now - self.started)} after the start"
-                                    + ("" if self.progress else " (loading the data took it all: nothing was trained)"),
-                                    too_short=not self.progress)
+                                    + ("" if self.progress else " (the run(s) that failed took it: nothing was "
+                                       "trained)" if self.failed else " (loading the data took it all: nothing was "
+                                       "trained)"), too_short=not self.progress)
         if self.progress:
             return TimeLimitReached(f"time limit {fmt_duration(self.limit)} reached: stopped {where}; {what} of run "
                                     f"{exp.run_id} would take ~{fmt_duration(need)} and "
-                                    + (f"{fmt_duration(left)} are left" if left > 0 else
+                                    + (f"{fmt_duration(left)} are left" if left >= 0 else
                                        f"the limit passed {fmt_duration(-left)} ago"))
         before = now - self.started
+        went = "loading data and the run(s) that failed" if self.failed else "loading data and earlier runs"
         return TimeLimitReached(
             f"the time limit {fmt_duration(self.limit)} is shorter than one piece of work: {what} of run "
             f"{exp.run_id} takes ~{fmt_duration(need)} (measured under {environment(resolve_device(exp.device))}) "
-            f"and {fmt_duration(before)} went before it (loading data and earlier runs); nothing was trained in this "
+            f"and {fmt_duration(before)} went before it ({went}); nothing was trained in this "
             f"time, so the same command would not progress either: raise --time-limit above "
             f"~{fmt_duration(before + need)}", too_short=True)
 
@@ -274,6 +288,7 @@ class Pacer:
     def after_run(self, exp: Experiment, out: Path, status: str) -> None:
         """Record a finished run's final evaluation (from its last epoch, or its start if none trained here)."""
         now = clock()
+        self.failed = self.failed or status == "failed"
         if status == "done":
             self._timings(out).record(exp, None, now - self.mark, not self.trained,
                                       environment(resolve_device(exp.device)))

@@ -11,6 +11,7 @@ import pandas as pd
 
 from robustbench_mix.attacks.base import WORST, attack_norm
 from robustbench_mix.core.units import Norm, eps_255_column, fmt_eps, fraction
+from robustbench_mix.evaluation.metrics import CHECK_PREFIX, NA_PREFIX
 from robustbench_mix.store.load import load_results
 from robustbench_mix.store.schema import CORRUPTION_PREFIXES, adversarial
 from robustbench_mix.store.summary import last_epoch
@@ -34,8 +35,8 @@ def accuracies(rows) -> pd.DataFrame:
 
 def diagnostics(rows) -> pd.DataFrame:
     """The rows that say whether the accuracies can be trusted: the sanity checks (attack ``check``, metric
-    ``check:NAME``, 1 passed), the largest perturbation and box violation each attack made, the input-gradient
-    size and the clean accuracy of the attacked subset."""
+    ``check:NAME``, 1 passed; ``check_na:NAME`` where it had nothing to compare), the largest perturbation and
+    box violation each attack made, the input-gradient size and the clean accuracy of the attacked subset."""
     rows = _rows(rows)
     return rows[rows["metric"].isin(DIAGNOSTIC_METRICS) | (rows["attack"] == "check")]
 
@@ -123,9 +124,10 @@ def _run(run: pd.DataFrame) -> dict:
         m = acc[acc["attack"] == f"{prefix}mean"]
         if len(m):
             out[f"{prefix}mean"] = m["value"].iloc[0]
-    checks = run[run["attack"] == "check"]
-    if len(checks):
-        out["checks failed"] = f"{int((checks['value'] < 0.5).sum())} of {len(checks)}"
+    checks, na = run[run["metric"].str.startswith(CHECK_PREFIX)], int(run["metric"].str.startswith(NA_PREFIX).sum())
+    if len(checks) or na:
+        out["checks failed"] = f"{int((checks['value'] < 0.5).sum())} of {len(checks)}" + (
+            f" ({na} with nothing to compare)" if na else "")
     return out
 
 

@@ -56,6 +56,10 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
     exp = Experiment.from_json(rows["config"].iloc[0])
     d = last_epoch(rows)
     test = d[d["split"] == "test"]
+    if not (test["metric"] == "acc").any():  # e.g. only diagnostic rows, or none at the run's last epoch
+        raise UsageError(f"run {exp.run_id} has no final evaluation in these results: none of its {len(rows)} rows "
+                         f"is a test accuracy at epoch {exp.epochs}, its last (an entry is the trained model's final "
+                         "accuracy); give the runs.csv the suite wrote for it")
 
     def value(attack: str, metric: str = "acc", at: float = 0.0) -> float | None:
         v = test[(test["attack"] == attack) & (test["metric"] == metric) & np.isclose(test["eps"] * LEVELS, at,
@@ -80,7 +84,12 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
             out["autoattack_acc"] = _pct(aa)
         else:
             worst = value("worst", at=eps)
-            out["robust_acc"] = _pct(worst if worst is not None else value(attacks[0], at=eps))
+            robust = worst if worst is not None else value(attacks[0], at=eps)
+            if robust is None:
+                raise UsageError(f"run {exp.run_id} has no final test accuracy under {attacks[0]} at eps "
+                                 f"{fmt_eps(eps)} in these results (its config lists the attack); give the runs.csv "
+                                 "the suite wrote for it")
+            out["robust_acc"] = _pct(robust)
             steps = f"{exp.attack_steps} steps, {exp.attack_restarts} restart(s)"
             out["robust_attack"] = ("per-example worst case over " if worst is not None else "") + ", ".join(
                 f"{a} ({steps})" if a in ("ifgsm", "pgd", "pgd_margin") else a for a in attacks) + " (white-box)"

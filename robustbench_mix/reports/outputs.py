@@ -8,7 +8,7 @@ from pathlib import Path
 
 from robustbench_mix.core.atomic import atomic_write_text
 from robustbench_mix.core.units import fmt_eps
-from robustbench_mix.evaluation.checks import failed_checks
+from robustbench_mix.evaluation.checks import failed_checks, unchecked
 from robustbench_mix.experiment.experiment import Experiment
 from robustbench_mix.experiment.grids import Suite
 from robustbench_mix.experiment.presets import PRESETS
@@ -47,6 +47,9 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
     for rid, check in failed_checks(df[df["run_id"].isin(ids)]):
         print(f"WARNING: run {rid}: robustness check {check!r} failed; its numbers may not be trustworthy "
               f"(see runs.csv rows with attack 'check')", file=sys.stderr)
+    for rid, check, why in unchecked(df[df["run_id"].isin(ids)]):
+        print(f"note: run {rid}: robustness check {check!r} had nothing to compare ({why}): neither passed nor "
+              "failed", file=sys.stderr)
 
 
 def describe_suite(suite: Suite) -> str:

@@ -47,6 +47,8 @@ def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
         raise ResultsError(f"{path}: not a well-formed CSV ({e}); was the file truncated?") from e
     except UnicodeDecodeError as e:
         raise ResultsError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); the file is damaged") from None
+    except OSError as e:  # a directory of that name, no permission: not a results file that can be read
+        raise ResultsError(f"{path}: cannot be read as a results file ({e.strerror or e})") from None
     for c in sorted(MAY_BE_EMPTY | {"eps_255"}, key=COLUMNS.index):  # files written before the column existed
         if c not in df.columns and len(df.columns) >= COLUMNS.index(c) and list(df.columns[:COLUMNS.index(c)]) \
                 == COLUMNS[:COLUMNS.index(c)]:
@@ -60,6 +62,8 @@ def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
         raise ResultsError(f"{path}: missing column(s) {', '.join(missing)}; runs.csv needs {', '.join(COLUMNS)}")
     if list(df.columns[:len(COLUMNS)]) != COLUMNS:
         raise ResultsError(f"{path}: columns out of order; expected {', '.join(COLUMNS)} first")
+    if df.empty:  # a header alone: no runs (typed as a file with rows is, so callers need no special case)
+        return df.astype({c: float for c in NUMERIC}).astype({"n_eval": "Int64"})
     empty = df[[c for c in COLUMNS if c not in MAY_BE_EMPTY | {"eps_255"}]].eq("")
     if empty.any(axis=None):
         row = empty.any(axis=1)
@@ -176,10 +180,16 @@ def damaged_runs(df: pd.DataFrame) -> dict[str, str]:
 
 
 def load_results(path: str | Path) -> pd.DataFrame:
-    """A runs.csv, or a results directory holding one."""
+    """A runs.csv, or a results directory holding one, with at least one row (what the reading commands need)."""
     p = Path(path)
     if p.is_dir():
         p = p / "runs.csv"
     if not p.exists():
         raise ResultsError(f"{path}: no such results file (give a runs.csv or a directory holding one)")
-    return load_runs(p)
+    if not p.is_file():
+        raise ResultsError(f"{p} is {'a directory' if p.is_dir() else 'not a regular file'}, not a results file "
+                           "(give a runs.csv or a directory holding one)")
+    df = load_runs(p)
+    if df.empty:
+        raise ResultsError(f"{p}: a header and no rows, so no runs to read (the suite writes rows as runs finish)")
+    return df

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from robustbench_mix.attacks.base import WORST, attack_norm
-from robustbench_mix.evaluation.metrics import percent_scale, summary_metrics
+from robustbench_mix.evaluation.metrics import CHECK_PREFIX, percent_scale, summary_metrics
 from robustbench_mix.experiment.experiment import NOT_HASHED, Experiment
 from robustbench_mix.store.schema import COLUMNS, CONFIG_COLUMNS, CORRUPTION_PREFIXES, adversarial, fmt_row_eps
 
@@ -91,7 +91,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     keys = group_keys(cfg)
     cfg = cfg[[k for k in keys if k not in GROUP]]
     d = d.join(cfg, on="run_id")
-    fails = d[d["attack"] == "check"].assign(failed=lambda t: (t["value"] < 0.5).astype(int))
+    # check_na rows (nothing to compare) are neither passed nor failed
+    fails = d[d["metric"].str.startswith(CHECK_PREFIX)].assign(failed=lambda t: (t["value"] < 0.5).astype(int))
     m = headline_rows(d)
     order = sorted(dict.fromkeys(m["name"]), key=_column_rank)
     per_seed = m.pivot_table(index=keys + ["seed"], columns="name", values="value", aggfunc="first")

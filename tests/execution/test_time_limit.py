@@ -42,9 +42,9 @@ def fake_time(monkeypatch):
     monkeypatch.setattr(executors, "run_experiment", evaluated)
     monkeypatch.delenv(timelimit.ENV, raising=False)
 
-    def run(argv):
+    def run(argv, extra_hooks=()):
         clock.t = 0.0  # a new process
-        return main(argv, hooks=(lambda epoch, model: setattr(clock, "t", clock.t + EPOCH),))
+        return main(argv, hooks=(lambda epoch, model: setattr(clock, "t", clock.t + EPOCH), *extra_hooks))
 
     return run
 
@@ -250,3 +250,110 @@ def test_a_sound_timing_file_is_read_as_written(one_timed_run):
     timings = timelimit.Timings(out)
     assert not timings.damaged and set(timings.runs) == {path.parent.name}
     assert sorted(timings.runs[path.parent.name]["epochs"]) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("flag,env,named", [("10m", None, "--force with --time-limit (10m 00s)"),
+                                            (None, "25m", "--force with $ROBUSTBENCH_MIX_TIME_LIMIT (25m 00s)")])
+def test_force_with_a_time_limit_is_refused_before_data_are_loaded(tmp_path, monkeypatch, capsys, flag, env, named):
+    # each resumed piece would delete the checkpoints again: the "rerun while the exit status is 3" loop never ends
+    def no_loading(*a, **k):
+        raise AssertionError("data loaded")
+
+    monkeypatch.setattr(grid, "load", no_loading)
+    monkeypatch.delenv(timelimit.ENV, raising=False)
+    if env is not None:
+        monkeypatch.setenv(timelimit.ENV, env)
+    limit = ["--time-limit", flag] if flag is not None else []
+    for extra in ([], ["--dry-run"]):  # the dry run says what the real run would
+        assert main(["--out", str(tmp_path), *GRID, "--force", *limit, *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and named in err and "never finish" in err
+        assert "give another --out" in err and "--time-limit none" in err
+    assert main(["--out", str(tmp_path), *GRID, "--force", "--time-limit", "none", "--dry-run"]) == 0
+
+
+def test_force_without_a_limit_retrains_a_finished_run(fake_time, tmp_path, capsys):
+    assert fake_time(["--out", str(tmp_path), *GRID]) == 0
+    capsys.readouterr()
+    assert fake_time(["--out", str(tmp_path), *GRID, "--force"]) == 0
+    err = capsys.readouterr().err
+    assert "training 1 run(s), 0 finished earlier" in err and "done in" in err
+
+
+@pytest.mark.parametrize("extra,n", [([], 1), (["--surrogate-seed", "100"], 2)], ids=["run", "surrogate"])
+def test_the_wait_for_another_processs_run_lock_ends_at_the_limit(tmp_path, monkeypatch, capsys, extra, n):
+    # the lock held is the run's, or (black-box rows) that of the surrogate its target also waits for
+    import fcntl
+    import os
+    import threading
+    import time
+
+    monkeypatch.delenv(timelimit.ENV, raising=False)
+    args = ["--out", str(tmp_path), *GRID, *extra]
+    assert main([*args, "--dry-run"]) == 0
+    rid = capsys.readouterr().out.splitlines()[1].split()[0]
+    run_dir = tmp_path / "runs" / rid
+    run_dir.mkdir(parents=True)
+    (run_dir / "owner.json").write_text(json.dumps({"pid": 4242, "host": "elsewhere", "since": "noon"}))
+    fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT)  # another process is training the run
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    release = threading.Timer(60, fcntl.flock, [fd, fcntl.LOCK_UN])  # a wait ignoring the limit ends (and fails)
+    release.start()
+    try:
+        t0 = time.monotonic()
+        code = main([*args, "--time-limit", "4s"])
+        elapsed = time.monotonic() - t0
+    finally:
+        release.cancel()
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert code == 3, err[-2000:]  # not 0 after waiting, not 2: the other process goes on, the same command resumes
+    assert elapsed < 30
+    assert "while waiting for pid 4242 on host elsewhere since noon" in err and "stopped waiting" in err
+    assert f"0 of {n} run(s) finished" in err and f"{rid} erm" in err and err.count(": not started") == n
+    assert not (run_dir / "checkpoint.pt").exists() and not (tmp_path / "runs.csv").exists()
+
+
+@pytest.fixture
+def failing_first_epoch(fake_time):
+    """Like fake_time, but the first epoch trained in each invocation raises after its 10 s: that run fails."""
+
+    def run(argv):
+        calls = []
+
+        def fail_once(epoch, model):
+            calls.append(epoch)
+            if len(calls) == 1:
+                raise RuntimeError("planted failure")
+
+        return fake_time(argv, extra_hooks=(fail_once,))
+
+    return run
+
+
+def test_a_run_that_failed_before_the_limit_is_named_and_the_exit_is_1_when_nothing_else_ran(failing_first_epoch,
+                                                                                             tmp_path, capsys):
+    # run 1 fails at 10 s; run 2 cannot start before the 5 s limit: not "nothing was trained, raise the limit"
+    argv = ["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "5s"]
+    assert failing_first_epoch(argv) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if " erm alpha=0 dropout=0 noise=0 seed=" in line and
+             line.startswith("  ")]
+    assert len(lines) == 2 and "FAILED in this invocation" in lines[0] and lines[1].endswith(": not started")
+    block = err.split("1 run(s) failed (details in ")[1].splitlines()
+    assert "failures.csv" in block[0] and "RuntimeError: planted failure" in block[1]
+    assert "loading the data took it all" not in err and "the run(s) that failed" in err
+    assert (tmp_path / "failures.csv").exists()
+
+
+def test_a_run_that_failed_before_the_limit_is_named_and_the_exit_is_3_when_others_progressed(failing_first_epoch,
+                                                                                              tmp_path, capsys):
+    # run 1 fails at 10 s; run 2's epochs end at 20 and 30 s, a third would pass the 30 s limit: progress, exit 3
+    argv = ["--out", str(tmp_path), "--seeds", "0,1", *GRID, "--time-limit", "30s"]
+    assert failing_first_epoch(argv) == 3
+    err = capsys.readouterr().err
+    states = [line.split(": ", 1)[1] for line in err.splitlines()
+              if line.startswith("  ") and " erm alpha=0 dropout=0 noise=0 seed=" in line]
+    assert states[0].startswith("FAILED in this invocation") and states[1] == "partial, epoch 2 of 3"
+    assert "RuntimeError: planted failure" in err.split("1 run(s) failed (details in ")[1].splitlines()[1]
+    assert "the same command resumes from there:" in err and "0.0s are left" in err

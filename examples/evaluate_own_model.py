@@ -1,4 +1,4 @@
-"""The README's example: a small CNN trained with plain PyTorch on the 8x8 digits, evaluated by
+"""The example of docs/own-model.md: a small CNN trained with plain PyTorch on the 8x8 digits, evaluated by
 robustbench_mix.evaluate, summed up by headline and saved where compare and report read it."""
 import sys
 

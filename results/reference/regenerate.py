@@ -62,8 +62,8 @@ def regenerate(name: str) -> None:
             f"revision {', '.join(sorted(set(df['git_rev'])))}, in {seconds:.1f} s wall time "
             f"({df['run_id'].nunique()} runs). Rerunning the command on the same kind of machine with the same "
             "thread count and torch gives the same `runs.csv` values to the last digit; other thread counts, CPU "
-            "kernels or processors give values that differ like a change of seed (see the main README, "
-            "*Reliability*), which the suite's comparison with this reference reports.\n\n"
+            "kernels or processors give values that differ like a change of seed (see docs/reliability.md), "
+            "which the suite's comparison with this reference reports.\n\n"
             f"Files: {files}. Start with `report.md` (or `report.html`, self-contained).\n")
     readme = (out / "README.md").read_text()
     readme = re.sub(r"```\n.*?\n```\n\n.*?Start with `report.md` \(or `report.html`, self-contained\).\n", text,

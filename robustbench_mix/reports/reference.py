@@ -8,7 +8,7 @@ whether it is within ``TOLERANCE``.
 Why a tolerance and not equality: on the CPU a run is bit-identical only on the same kind of processor, with
 the same thread count and the same torch. Other thread counts or CPU kernels (AVX2 against AVX-512, another
 vendor) change the floating-point sums, and 30 epochs of training amplify that into differences the size of
-a change of seed (the README gives the measurement).
+a change of seed (docs/reliability.md gives the measurement).
 """
 
 from __future__ import annotations

@@ -148,7 +148,7 @@ def test_torchattacks_adapter_runs_any_attack(trained):
     assert accuracies(model, data, "ta:FGSM", [8.0], n=30) == accuracies(model, data, "fgsm", [8.0], n=30)
 
 
-BF16_TOLERANCE = 0.02  # a tiny CPU model's bf16 attacks within 2 points of fp32; the GPU check (docs/protocol.md) uses 1
+BF16_TOLERANCE = 0.02  # a tiny CPU model's bf16 attacks within 2 points of fp32; the GPU check (protocol.md) uses 1
 
 
 @pytest.mark.parametrize("name", ["fgsm", "pgd"])

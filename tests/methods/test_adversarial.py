@@ -178,6 +178,16 @@ def test_options_are_recorded_in_full_and_bound_to_the_step():
     assert m.step.keywords == {"eps": 8.0, "steps": 2.0, "step_size": 1.785}
 
 
+def test_trades_defaults_are_the_reference_commands_beta_6_and_10_steps_of_0_007():
+    """TRADES' CIFAR-10 command: beta 6, 10 steps of 0.007 (= 1.785/255); the radius 8/255 (docstring)."""
+    from robustbench_mix.experiment.grids import grid_variants
+
+    (v,) = grid_variants("trades", None, None, ())
+    assert v.alpha == 6.0
+    m = method_for(Experiment(method="trades", alpha=v.alpha), (8, 8))
+    assert m.step.keywords == {"eps": 8.0, "steps": 10.0, "step_size": 1.785}
+
+
 def test_adversarial_training_is_refused_with_speed_flags_before_training(tmp_path, capsys, monkeypatch):
     import robustbench_mix.execution.executors as executors
 

@@ -42,6 +42,14 @@ def test_welch_interval_matches_a_hand_computation():
     assert (hi - lo) / 2 == pytest.approx(3.89798, abs=2e-4)
 
 
+def test_welch_interval_with_one_side_without_spread_is_the_other_sides_t_interval():
+    # a = 5 on every seed (no spread), b = 1, 2, 3: se^2 = 0 + 1/3, dof = (1/3)^2 / ((1/3)^2 / 2) = 2, t(0.975, 2)
+    # = 4.302653, half-width 4.302653 * sqrt(1/3) = 2.48414 around -3: not the zero-width interval of two flat sides
+    lo, hi = welch_ci(np.array([5.0, 5.0, 5.0]), np.array([1.0, 2.0, 3.0]))
+    assert (lo + hi) / 2 == pytest.approx(-3.0)
+    assert (hi - lo) / 2 == pytest.approx(2.48414, abs=1e-4)
+
+
 def test_paired_interval_is_the_one_sample_t_interval_of_the_differences():
     a, b = np.array([10.0, 12.0, 11.0]), np.array([13.0, 16.0, 13.5])
     lo, hi = paired_ci(a, b)

@@ -34,6 +34,31 @@ def test_merge_replaces_a_runs_rows_instead_of_duplicating(tmp_path):
     assert df[(df["seed"] == 0) & (df["epoch"] == 3) & clean]["value"].item() == 0.95
 
 
+@pytest.mark.parametrize("extra", [
+    {"attack": "fgsm", "eps": 0.031373},  # a repeated attack or radius: the same key twice
+    {"attack": "pgd_l2", "eps": 1.2345681},  # beside 1.2345678: one key once the file keeps 6 digits
+], ids=["same key", "same key at 6 digits"])
+def test_no_writer_appends_rows_that_would_make_runs_csv_unreadable(tmp_path, extra):
+    """Rows under one key made every command on the folder exit 2 until runs.csv was edited by hand: the writer
+    refuses them and leaves the file as it was, readable."""
+    from robustbench_mix.store.schema import ResultsError
+
+    path = tmp_path / "runs.csv"
+    merge_run(path, _frame(0, 0.9))
+    before = path.read_bytes()
+    bad = _frame(1, 0.8)
+    first = {"attack": "pgd_l2", "eps": 1.2345678} if extra["attack"] == "pgd_l2" else {}
+    row = bad.iloc[[1]].assign(**extra)
+    bad = pd.concat([bad.iloc[:1], bad.iloc[[1]].assign(**first), row, bad.iloc[2:]], ignore_index=True)
+    bad["norm"] = bad["attack"].map({"pgd_l2": "L2", "fgsm": "Linf"}).fillna("")
+    bad["eps_255"] = bad["eps_255"].where(bad["norm"] != "L2", "")
+    bad.loc[bad["metric"] == "rows_in_run", "value"] = len(bad)
+    with pytest.raises(ResultsError, match=rf"the rows of run {bad['run_id'][0]} were not written.*repeats the "
+                                           "measurement.*the file is as it was"):
+        merge_run(path, bad)
+    assert path.read_bytes() == before and len(load_runs(path)) == 4
+
+
 def test_summary_pools_seeds_at_the_final_epoch(tmp_path):
     df = pd.concat([_frame(0, 0.9), _frame(1, 0.8), _frame(2, 0.7), _frame(0, 0.5, "mixup")])
     path = tmp_path / "runs.csv"

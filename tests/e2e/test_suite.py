@@ -104,6 +104,7 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
     (["--weight-decay", "nan"], "weight decay nan is not a finite number; it must be a finite number >= 0"),
     (["--eps-l2", "0.5,0.5000001", "--attacks", "pgd_l2"], "L2 radii 0.5 and 0.5000001 are one value in runs.csv"),
     (["--eps", "8,8.0000001"], "epsilons 8/255 and 8.0000001/255 are one value in runs.csv"),
+    (["--attacks", "pgd_l2", "--eps-l2", "9"], "--eps-l2 9 is larger than 8, the L2 distance between an all-black"),
     (["--compile", "--cuda-graphs"], "--compile and --cuda-graphs model exclude each other.*--cuda-graphs step"),
     (["--compile", "--cuda-graphs", "model"], "--compile and --cuda-graphs model exclude each other"),
 ])

@@ -27,6 +27,12 @@ def to_float(text) -> float:
     return float(text) + 0.0  # IEEE: -0.0 + 0.0 is +0.0; every other value is unchanged
 
 
+def exact_text(v: float) -> str:
+    """A float as text that tells every two values apart: %g where that is exact (8, 0.1, 0.0001), in full
+    otherwise (0.1000001, which %g writes as 0.1): what configurations are grouped and compared by."""
+    return f"{v:g}" if float(f"{v:g}") == v else repr(v)
+
+
 def parse_numbers(text: str, flag: str, kind=float) -> tuple:
     out = []
     for p in split_list(text, flag):

@@ -102,3 +102,16 @@ def test_memorized_fraction_of_noisy_and_true_label_predictors():
     same = (noisy[mask] == true[mask]).mean()  # random labels that happen to equal the true one
     assert predicts_true[("train_corrupted", "memorized")] == pytest.approx(same)
     assert predicts_true[("train_corrupted", "acc")] == 1.0 and predicts_true[("train_clean", "acc")] == 1.0
+
+
+def test_summary_never_pools_configurations_that_differ_beyond_the_csvs_six_digits(tmp_path):
+    """runs.csv writes lr and the radii at 6 significant digits: runs at lr 0.1 and 0.1000001 (or L2 radius 0.1
+    and 0.1000001) were summarized as two seeds of one configuration."""
+    for field, values in (("lr", (0.1, 0.1000001)), ("eps_l2", ((0.1,), (0.1000001,)))):
+        path = tmp_path / f"{field}.csv"
+        for seed, v in enumerate(values):
+            exp = Experiment(method="erm", seed=seed, epochs=3, **{field: v})
+            rows = [{"epoch": 3, "split": "test", "attack": "none", "eps": 0.0, "metric": "acc", "value": 0.9}]
+            merge_run(path, to_frame(exp, rows, device="cpu", command="test", rev="abc"))
+        summary = summarize(load_runs(path))
+        assert list(summary["n_seeds"]) == [1, 1], field

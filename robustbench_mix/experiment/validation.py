@@ -34,12 +34,16 @@ def validate(exp: Experiment) -> None:
     problem = method.check(exp.alpha) if method.uses_alpha else None
     if exp.method_options != LEGACY:  # a recorded run of an earlier version: evaluated, never trained again
         method.option_values(exp.method, exp.method_options)  # a UsageError naming the method and the value
-    checks = [(problem is None, f"method {exp.method}: {problem}")]
-    # every number finite first, so that a range check never calls NaN negative nor lets inf pass as positive
-    checks += [(p is None, p) for p in (not_finite(*c) for c in _numbers(exp))]
-    checks += [(isinstance(v, numbers.Integral) and not isinstance(v, bool), f"{name} {v!r} is not a whole number")
-               for name, v in _counts(exp)]
-    checks += [
+    if problem:
+        raise UsageError(f"method {exp.method}: {problem}")
+    # every number finite first (and before the comparisons below are made), so that a range check never calls
+    # NaN negative nor lets inf pass as positive
+    for p in [not_finite(*c) for c in _numbers(exp)] + [
+            None if isinstance(v, numbers.Integral) and not isinstance(v, bool) else f"{name} {v!r} is not a whole "
+            "number" for name, v in _counts(exp)]:
+        if p:
+            raise UsageError(p)
+    checks = [
         (exp.alpha >= 0, f"alpha {exp.alpha} is negative; the methods' parameters are >= 0"),
         (not method.mixes_hidden or len(MIX_POINTS.get(exp.model, ())) >= 3,
          f"method {exp.method} mixes hidden states, and model {exp.model} declares no mixing points "

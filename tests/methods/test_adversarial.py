@@ -155,7 +155,16 @@ def test_the_step_restores_train_mode_and_parameter_gradients_and_leaves_frozen_
 
 
 @pytest.mark.parametrize("method,alpha,options,message", [
-    ("pgd_at", 0.0, "steps=0", "method pgd_at: steps=0 must be a whole number >= 1"),
+    ("pgd_at", 0.0, "steps=0", r"method pgd_at: steps=0 must be a whole number in \[1, 10000\]"),
+    # not finite or beyond any sane range: refused naming the value and the range (steps=inf raised
+    # OverflowError, steps=1e30 and eps=1e9 were accepted)
+    ("pgd_at", 0.0, "steps=inf", r"steps inf is not a finite number; it must be a whole number in \[1, 10000\]"),
+    ("pgd_at", 0.0, "steps=1e30", r"steps=1e\+30 must be a whole number in \[1, 10000\]"),
+    ("pgd_at", 0.0, "eps=1e9", r"eps=1e\+09 is outside \(0, 255\] \(/255 units\)"),
+    ("pgd_at", 0.0, "eps=inf", r"eps inf is not a finite number; it must be a finite number in \(0, 255\]"),
+    ("mixup_at", 1.0, "step_size=nan", r"step_size nan is not a finite number; it must be a finite number in \(0, 255"),
+    ("trades", float("inf"), "", r"method trades: beta inf is not a finite number; it must be a finite number in \["),
+    ("trades", float("nan"), "", r"beta nan is not a finite number"),
     ("pgd_at", 0.0, "steps=2.5", "steps=2.5 must be a whole number"),
     ("pgd_at", 0.0, "eps=-1", "method pgd_at: eps=-1 must be positive"),
     ("trades", 0.0, "step_size=0", "method trades: step_size=0 must be positive"),

@@ -33,6 +33,23 @@ def test_compare_aligns_shuffled_rows_and_reports_missing_configurations():
     assert only_b == ["ERM, noise 0.2"]
 
 
+def test_compare_never_pools_runs_whose_configurations_differ_beyond_six_digits():
+    """Fields were compared as text at 6 significant digits: runs at L2 radius 0.1 and 0.1000001 pooled as the
+    n=2 seeds of one configuration."""
+    a = runs([({"method": "erm", "eps_l2": (0.1,), "seed": 0}, {"acc": 0.90}),
+              ({"method": "erm", "eps_l2": (0.1000001,), "seed": 1}, {"acc": 0.70})])
+    b = runs([({"method": "erm", "eps_l2": (0.1,), "seed": s}, {"acc": 0.80 + 0.02 * s}) for s in range(2)])
+    (cmp,) = compare_sides([a, b], ["a", "b"])
+    row = cmp.table[cmp.table["metric"] == "test acc"].iloc[0]
+    assert row["base_seeds"] == 1 and row["base_mean"] == pytest.approx(0.90) and row["other_seeds"] == 2
+    assert "eps_l2" in cmp.keys and json.loads(row["config_key"])["eps_l2"] == "0.1"
+    assert cmp.only_base == ["eps_l2 0.1000001"] and not cmp.only_other
+    # values that %g writes exactly read as before (8, 0.1, 1e-04), so descriptions and keys keep their text
+    (same,) = compare_sides([runs([({"method": "erm", "lr": 0.05}, {"acc": 0.9})]),
+                             runs([({"method": "mixup", "alpha": 1.0, "lr": 0.05}, {"acc": 0.8})])], ["a", "b"])
+    assert same.differs["method"] == ("erm", "mixup") and same.differs["alpha"] == ("0", "1")
+
+
 def test_welch_interval_matches_a_hand_computation():
     a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0, 8.0])
     lo, hi = welch_ci(a, b)

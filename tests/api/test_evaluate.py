@@ -386,6 +386,16 @@ def test_unusable_weight_files_are_refused(tmp_path, content, says):
         rbm.build_model("tv:resnet18", num_classes=10, weights=path)
 
 
+@pytest.mark.parametrize("weights, says", [
+    (lambda: linear().state_dict(), r"got OrderedDict \(a state_dict in memory\? .*load_state_dict"),
+    (lambda: 3, "got int"),
+    (lambda: b"r18.pth", "got bytes"),
+])
+def test_weights_that_are_not_a_path_are_refused_with_what_to_do(weights, says):
+    with pytest.raises(UsageError, match=f"weights= takes the path of a state_dict file or 'pretrained', {says}"):
+        rbm.build_model("tv:resnet18", num_classes=10, weights=weights())
+
+
 def test_pretrained_weights_offline_or_of_another_class_count_say_what_to_do(monkeypatch):
     import urllib.error
 

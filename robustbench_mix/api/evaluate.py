@@ -31,6 +31,7 @@ from robustbench_mix.corruptions import SOURCES, expand, load_standard
 from robustbench_mix.data.base import ImageData, load
 from robustbench_mix.data.prepare import prepare
 from robustbench_mix.evaluation.evaluators import corruption_rows, final_rows, finish
+from robustbench_mix.evaluation.progress import Progress
 from robustbench_mix.experiment.experiment import Experiment
 from robustbench_mix.experiment.validation import validate
 from robustbench_mix.store.load import load_runs
@@ -93,9 +94,11 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
     seed (``eval_seed`` in the config), never in the ``seed`` column, which counts training seeds: evaluating one
     model with three seeds is not three models.
     ``name`` labels the model in the ``model`` column (``user:...``, ``tv:...`` or ``timm:...``): give each model
-    its own, since runs are told apart by it. ``progress``: tqdm bars on a terminal (None, the default, or True);
-    False for none. Everything is checked before anything runs (a forward of two images must give float logits
-    of shape (2, classes)); bad input is a ``UsageError`` saying what to do.
+    its own, since runs are told apart by it. ``progress`` (None, the default, or True): tqdm bars when stderr is
+    a terminal, and elsewhere (a log file, nohup, Slurm) one line per stage, attack and corruption with counts
+    and elapsed time, on the logger ``robustbench_mix.progress`` (to stderr); each attack states its expected
+    cost once its first batch is done. False: nothing. Everything is checked before anything runs (a forward of
+    two images must give float logits of shape (2, classes)); bad input is a ``UsageError`` saying what to do.
     """
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -171,12 +174,13 @@ def evaluate_experiment(model: torch.nn.Module, exp: Experiment, d: ImageData | 
         x, y = d.test_x, d.test_y
     net = with_normalize(float32_model(model), normalize, x.shape[1], dev)
     probe(net, x[:PROBE_IMAGES].to(dev), y)  # before any attack: the model takes these images, gives logits
+    prog = Progress(progress is not False, log=True)  # bars on a terminal, lines in a log, False: silence
     if d is None:
         rows = finish(corruption_rows(net, None, y.to(dev), (), batch_size, prefix=SOURCES[label][2],
-                                      stored=stored, progress=progress is not False))
+                                      stored=stored, progress=prog))
     else:
         prepared = prepare(d, 0.0, 0.0, exp.seed, dev)  # the test split is the same for every noise and seed
-        rows = final_rows(net, prepared, exp, batch_size, progress=progress is not False)
+        rows = final_rows(net, prepared, exp, batch_size, progress=prog)
     command = command or "robustbench_mix.evaluate(model, " + shlex.quote(label) + ", ...)"
     at = exp.epochs if epoch is None else epoch
     return to_frame(exp, [dict(r, epoch=at) for r in rows], device=device_name(dev), command=command, rev=git_rev(),

@@ -151,3 +151,5 @@ def test_a_repeated_attack_or_epsilon_is_evaluated_once(xy):
     twice = fast(xy, attacks=("fgsm", "pgd", "fgsm"), eps=(8 / 255, "8/255"), attack_steps=2)
     assert not twice.duplicated(["run_id", "split", "attack", "eps", "metric"]).any()
     same_rows(twice, once)  # the same run (id included): the repeats changed nothing
+    same_rows(fast(xy, attacks="fgm_l2", eps_l2=(0.5, 0.5), corruptions=("contrast", "contrast")),
+              fast(xy, attacks="fgm_l2", eps_l2=(0.5,), corruptions=("contrast",)))

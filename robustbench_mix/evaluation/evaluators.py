@@ -187,8 +187,10 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
     for j, (a, e, crafter) in enumerate(prog.bar(jobs, desc="attacks", unit="attack"), 1):
         fn = get_attack(a)
         restarts = exp.attack_restarts if fn.random_start and crafter is model else 1
-        first_batch, done = prog.attack(j, len(jobs), attack_label(a if crafter is model else f"bb:{a}", fn.norm, e),
-                                        n, batches * restarts)
+        work = batches * (restarts + 1 if restarts > 1 else 1)  # with restarts, the one-restart call below too
+        label = attack_label(a if crafter is model else f"bb:{a}", fn.norm, e)
+        first_batch, done = prog.attack(j, len(jobs), label + (f" x {restarts} restarts" if restarts > 1 else ""),
+                                        n, work)
         # attack_correct itself limits a transfer attack to one restart
         res = attack_correct(model, crafter, x, y, a, e, restarts=exp.attack_restarts, on_first_batch=first_batch,
                              **kw)
@@ -245,6 +247,7 @@ def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefi
         accs.setdefault(name, []).append(acc)
         n_img = len(ys)
         rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}", n=n_img))
+        prog.sync(acc.device)
         prog.say(f"corruption {j}/{len(jobs)}: {name} severity {s} on {n_img} images in "
                  f"{seconds(time.perf_counter() - t0)} (elapsed {prog.elapsed()})")
     for group, label in ((STANDARD_CORRUPTIONS, "mean"), (EXTRA_CORRUPTIONS, "extras:mean")):

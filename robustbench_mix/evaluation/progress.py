@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 
+import torch
 from tqdm.auto import tqdm
 
 from robustbench_mix.core.units import Norm, fmt_eps
@@ -70,6 +71,11 @@ class Progress:
 
     def elapsed(self) -> str:
         return seconds(time.perf_counter() - self.start)
+
+    def sync(self, device: torch.device) -> None:
+        """Wait for the device where a line's time is about to be read (CUDA runs ahead of the host)."""
+        if self.log and device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def bar(self, jobs, desc: str, unit: str):
         return tqdm(jobs, desc=desc, unit=unit, leave=False, disable=None if self.enabled else True)

@@ -60,6 +60,14 @@ def test_the_estimate_is_the_first_batch_times_the_batches(xy, capfd):
         assert float(expected) == pytest.approx(6 * float(took), rel=0.1, abs=0.02)
 
 
+def test_with_restarts_the_estimate_counts_each_restart_and_the_one_restart_control(xy, capfd):
+    run(xy, attacks=("pgd",), corruptions=(), attack_restarts=2)
+    err = capfd.readouterr().err
+    # 3 batches x (2 restarts + the separate one-restart call the positive control compares them with)
+    assert "attack 2/3: pgd eps 8/255 x 2 restarts on 60 images: first of 9 batches took" in err
+    assert "attack 1/3: pgd eps 0/255 x 2 restarts on 60 images: first of 9 batches" in err
+
+
 def test_one_batch_says_no_estimate_comes_before_it_ends(xy, capfd):
     run(xy, attacks=("fgsm",), corruptions=(), batch_size=1000)
     assert "attack 2/2: fgsm eps 8/255 on 60 images in one batch (no estimate before it ends; a smaller " \

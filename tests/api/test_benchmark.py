@@ -72,8 +72,8 @@ def test_the_l2_threat_model_by_name_or_enum_with_robustbenchs_radius(threat_mod
 
 
 @pytest.mark.parametrize("kw, says", [
-    ({"threat_model": "Linf2"}, r"threat_model 'Linf2': give 'Linf' or 'L2'"),
-    ({"threat_model": ThreatModel.corruptions}, r"evaluate\(model, 'cifar10c', data_dir=\.\.\.\)"),
+    ({"threat_model": "Linf2"}, r"threat_model 'Linf2': give 'Linf', 'L2' or 'corruptions'"),
+    ({"threat_model": "Linf", "eps": 8 / 255, "attacks": "pgd", "n_examples": -1}, "n_examples -1"),
     ({"n_examples": 0}, "n_examples 0 must be a positive integer"),
     ({"n_examples": 100.0}, "n_examples 100.0 must be a positive integer"),
     ({"to_disk": True}, r"save_runs\(result\.rows, DIR\)"),
@@ -84,3 +84,65 @@ def test_the_l2_threat_model_by_name_or_enum_with_robustbenchs_radius(threat_mod
 def test_bad_arguments_are_refused_before_anything_runs(kw, says):
     with pytest.raises(UsageError, match=says):
         rbm.benchmark(linear(), **{"dataset": "digits", "n_examples": 60, "attacks": "fgsm", "progress": False, **kw})
+
+
+# --------------------------------------------------------------------------------- the corruptions threat model
+@pytest.fixture
+def cifar_files(tmp_path, monkeypatch):
+    """A 20-image stand-in for the CIFAR-10 test set (no download here) and CIFAR-10-C files of all 15 benchmark
+    corruptions, 4 images per severity, in ``tmp_path``."""
+    from robustbench_mix.corruptions import STANDARD_CORRUPTIONS
+    from robustbench_mix.data.base import ImageData
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(20) % 10
+    clean = ImageData("cifar10", x[:0], y[:0], x, y, [str(i) for i in range(10)], "none")
+    real = rbm.api.evaluate.load
+    monkeypatch.setattr("robustbench_mix.api.evaluate.load",
+                        lambda spec, d: clean if spec == "cifar10" else real(spec, d))
+    folder = tmp_path / "CIFAR-10-C"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(folder / "labels.npy", np.tile(np.arange(4) % 10, 5).astype(np.uint8))
+    for name in STANDARD_CORRUPTIONS:
+        np.save(folder / f"{name}.npy", rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8))
+    return tmp_path, clean
+
+
+class Brightness(torch.nn.Module):
+    """Class 0 for dark images, 1 for bright ones (differentiably): accuracies that differ by file."""
+
+    def __init__(self):
+        super().__init__()
+        self.eval()
+
+    def forward(self, x):
+        bright = x.mean(dim=(1, 2, 3)) - 0.5
+        return 10 * torch.stack([-bright, bright] + [torch.zeros_like(bright) - 1] * 8, 1)
+
+
+def test_corruptions_are_the_clean_test_set_and_the_mean_over_the_15_files(cifar_files):
+    data_dir, clean = cifar_files
+    result = rbm.benchmark(Brightness(), dataset="cifar10", threat_model=ThreatModel.corruptions,
+                           data_dir=str(data_dir), progress=False)
+    corrupt = rbm.evaluate(Brightness(), "cifar10c", data_dir=str(data_dir), progress=False)
+    whole = rbm.evaluate(Brightness(), (clean.test_x, clean.test_y), attacks=(), progress=False)
+    assert result.robust_acc == value(corrupt, "c10c:mean")
+    per_file = corrupt[corrupt["attack"].str.count(":") == 2]
+    assert len(per_file) == 75 and result.robust_acc == pytest.approx(per_file["value"].mean())
+    assert result.clean_acc == value(whole, "none")
+    assert set(result.rows["dataset"]) == {"cifar10", "cifar10c"}  # two runs, both kept for save_runs
+
+
+def test_corruptions_refuse_a_partial_folder_an_eps_a_subset_and_data_without_files(cifar_files):
+    data_dir, _ = cifar_files
+    kw = {"dataset": "cifar10", "threat_model": "corruptions", "data_dir": str(data_dir), "progress": False}
+    (data_dir / "CIFAR-10-C" / "fog.npy").unlink()
+    with pytest.raises(UsageError, match=r"lacks 1 of the 15 benchmark corruptions \(fog\)"):
+        rbm.benchmark(Brightness(), **kw)
+    with pytest.raises(UsageError, match="takes no eps or attacks"):
+        rbm.benchmark(Brightness(), **kw, eps=8 / 255)
+    with pytest.raises(UsageError, match="evaluates the CIFAR-10-C files whole: give n_examples=10000"):
+        rbm.benchmark(Brightness(), 1000, **kw)
+    with pytest.raises(UsageError, match="needs a data set with the standard corruption files"):
+        rbm.benchmark(Brightness(), **{**kw, "dataset": "digits"})

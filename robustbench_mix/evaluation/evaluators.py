@@ -148,6 +148,21 @@ def _acc_rows(res: dict, attack: str, e: float, num_classes: int, subset: str) -
     return rows
 
 
+def gradient_step_seconds(model, x_u8, y, precision: str) -> float:
+    """Seconds of one forward-backward pass over the images (one batch): the unit of a one-batch attack's estimate.
+    The model is frozen in eval mode, as under attack, so the probe changes neither it nor any random state."""
+    x = prep(x_u8)
+    with frozen_eval(model), autocast_for(y.device, precision):
+        input_grad(model, x, y, "ce")  # the first call pays one-off costs (allocations, kernel choice)
+        if y.device.type == "cuda":
+            torch.cuda.synchronize(y.device)
+        t0 = time.perf_counter()
+        input_grad(model, x, y, "ce")
+        if y.device.type == "cuda":
+            torch.cuda.synchronize(y.device)
+    return time.perf_counter() - t0
+
+
 def input_grad_abs_mean(model, x_u8, y, batch_size: int) -> torch.Tensor:
     """Mean |d CE / d x| on the first batch: zero or non-finite means masked or broken gradients."""
     x = prep(x_u8[:batch_size])
@@ -183,14 +198,20 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
         jobs += [(a, e, model) for e in sorted({0.0, *attack_eps(exp, a)} | extra)]
         jobs += [(a, e, surrogate) for e in attack_eps(exp, a)] if surrogate is not None else []
     batches = -(-n // batch_size)
+    steps_took = {}  # id(crafter) -> seconds of one gradient step over the batch: one-batch jobs' estimate
     prog.say(f"attacks: {len(jobs)} (attack, epsilon) pairs on {n} images ({subset}), {batches} batch(es) each")
     for j, (a, e, crafter) in enumerate(prog.bar(jobs, desc="attacks", unit="attack"), 1):
         fn = get_attack(a)
         restarts = exp.attack_restarts if fn.random_start and crafter is model else 1
         work = batches * (restarts + 1 if restarts > 1 else 1)  # with restarts, the one-restart call below too
         label = attack_label(a if crafter is model else f"bb:{a}", fn.norm, e)
+        step = None
+        if batches == 1 and prog.estimating:
+            if id(crafter) not in steps_took:
+                steps_took[id(crafter)] = gradient_step_seconds(crafter, x, y, exp.attack_precision)
+            step = (steps_took[id(crafter)], fn.gradient_steps(exp.attack_steps) * work)
         first_batch, done = prog.attack(j, len(jobs), label + (f" x {restarts} restarts" if restarts > 1 else ""),
-                                        n, work)
+                                        n, work, step)
         # attack_correct itself limits a transfer attack to one restart
         res = attack_correct(model, crafter, x, y, a, e, restarts=exp.attack_restarts, on_first_batch=first_batch,
                              **kw)

@@ -68,10 +68,28 @@ def test_with_restarts_the_estimate_counts_each_restart_and_the_one_restart_cont
     assert "attack 1/3: pgd eps 0/255 x 2 restarts on 60 images: first of 9 batches" in err
 
 
-def test_one_batch_says_no_estimate_comes_before_it_ends(xy, capfd):
-    run(xy, attacks=("fgsm",), corruptions=(), batch_size=1000)
-    assert "attack 2/2: fgsm eps 8/255 on 60 images in one batch (no estimate before it ends; a smaller " \
-           "batch_size gives one)" in capfd.readouterr().err
+def test_an_attack_in_one_batch_is_estimated_before_it_starts_and_the_probe_changes_no_number(xy, capfd):
+    """Issue 37's case: AutoAttack on 200 images in one batch of 1,000 ran 50 minutes without a word."""
+    rows = run(xy, attacks=("fgsm", "pgd"), corruptions=(), batch_size=1000)
+    err = capfd.readouterr().err
+    for j, label, most in ((2, "fgsm eps 8/255", 1), (4, "pgd eps 8/255", 2)):
+        m = re.search(rf"attack {j}/5: {label} on 60 images in one batch: up to {most} gradient steps of (\S+) s "
+                      r"each, so up to ~(\S+) s of gradient computation \(less where points break early", err)
+        assert m, err
+        assert float(m[2]) == pytest.approx(most * float(m[1]), rel=0.1, abs=0.02)
+        assert err.index(m[0]) < err.index(f"attack {j}/5: {label} done in")
+    silent = run(xy, attacks=("fgsm", "pgd"), corruptions=(), batch_size=1000, progress=False)
+    assert rows["value"].tolist() == silent["value"].tolist()
+
+
+def test_autoattacks_estimate_is_its_standard_versions_budget():
+    from robustbench_mix.attacks.autoattack import AUTOATTACK_BUDGET
+    from robustbench_mix.attacks.base import get_attack
+
+    # APGD-CE 100 + APGD-T 9 x 100 + FAB-T 9 x 100 + Square 5,000 forwards (~1/3 of a forward-backward each)
+    assert AUTOATTACK_BUDGET == 3566
+    assert get_attack("autoattack").gradient_steps(10) == get_attack("autoattack_l2").gradient_steps(3) == 3566
+    assert get_attack("pgd").gradient_steps(7) == 7 and get_attack("fgsm").gradient_steps(7) == 1
 
 
 def test_a_log_file_gets_the_lines_and_progress_false_silences_them(xy, tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ from robustbench_mix.core.atomic import atomic_write_text, check_writable
 from robustbench_mix.core.device import resolve_device
 from robustbench_mix.core.errors import RunFailed, UsageError
 from robustbench_mix.execution.executors import unexpected
-from robustbench_mix.reports.report import write_report
+from robustbench_mix.reports.report import checks_markdown, write_report
 from robustbench_mix.reports.tables import TABLES
 from robustbench_mix.store.load import load_runs
 from robustbench_mix.store.schema import ResultsError
@@ -92,7 +92,9 @@ def write_outputs(out: Path) -> None:
     merged = load_runs(out / "runs.csv", strict=False)
     summary = summarize(merged)
     atomic_write_csv(summary, out / "summary.csv")
-    atomic_write_text(out / "summary.md", "# checkpoint evaluations\n\n" + summary_markdown(summary))
+    checks = checks_markdown(merged)  # each kind of sanity check, passed or failed
+    atomic_write_text(out / "summary.md", "# checkpoint evaluations\n\n" + summary_markdown(summary)
+                      + (f"\n{checks}" if checks else ""))
     for table in ("robust", "corruptions"):
         TABLES.get(table)(merged, out)
     write_report(out)

@@ -1,8 +1,10 @@
 """PNG plots from a runs.csv frame, a registry of ``name -> fn(df, out_dir) -> [(path, what it shows)]``.
 
-Every plot draws the mean over seeds with its 95% t-interval over seeds (a band, or error bars); a
-configuration with one seed gets its mean alone. Only measured points are joined. Panels that are compared
-share their y-axis (accuracy on 0-100), and legends sit outside the data.
+Every plot draws the mean over seeds with its 95% t-interval over seeds (a band, or error bars where points are not
+joined or a curve has one point); a configuration with one seed gets its mean alone. Each configuration has its own
+colour, marker and line style. Curves over epochs and severities join their measured points; robust accuracy
+against epsilon shows markers only (a line between two epsilons would read as a measured linear trend). Panels that
+are compared share their y-axis (accuracy on 0-100), and legends sit outside the data.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from robustbench_mix.store.summary import last_epoch, method_options  # noqa: E4
 
 FIGURES: Registry = Registry("figure")
 KEYS = ["dataset", "model", "method", "alpha", "dropout", "method_options", "noise"]
-INTERVAL = ("lines and bars: mean over seeds; shading and error bars: 95% t-interval over seeds (none for a "
+INTERVAL = ("lines, markers and bars: mean over seeds; shading and error bars: 95% t-interval over seeds (none for a "
             "configuration with one seed)")
 
 
@@ -76,10 +78,34 @@ def _targets(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(method_options=method_options(df))
 
 
-def _draw(ax, c: pd.DataFrame, x: str, name: str, color: str, marker: str | None = "o") -> None:
-    ax.plot(c[x], c["mean"], marker=marker, ms=4, label=name, color=color)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _errorbars(ax, c: pd.DataFrame, xs, color, marker, name=None) -> None:
+    """Each measured point with its 95% interval as an error bar (a band over one point would be invisible)."""
+    err = np.array([(c["mean"] - c["low"]).to_numpy(), (c["high"] - c["mean"]).to_numpy()])
+    ax.errorbar(xs, c["mean"], yerr=None if np.isnan(err).all() else np.nan_to_num(err), fmt=marker, ms=5,
+                color=color, capsize=3, lw=1, linestyle="none", label=name, mfc="white", mew=1.2)
+
+
+def _draw(ax, c: pd.DataFrame, x: str, name: str, color: str, marker: str | None = "o", ls: str = "-",
+          points: bool = False, dx: float = 0.0) -> None:
+    """A configuration's curve: a line with its band, or (``points``) markers with error bars only, shifted by
+    ``dx`` so that equal values of several configurations stay visible side by side."""
+    if points or len(c) == 1:
+        _errorbars(ax, c, c[x] + dx, color, marker or "o", name)
+        return
+    ax.plot(c[x], c["mean"], marker=marker, ms=4, label=name, color=color, linestyle=ls, mfc="white")
     if c["low"].notna().any():
         ax.fill_between(c[x], c["low"], c["high"], color=color, alpha=0.18, lw=0)
+
+
+def _styles(groups) -> dict:
+    """Configuration -> (colour, marker, line style): each its own marker and dash too, so a configuration under
+    another one (ERM and mixup both at 100%) still shows."""
+    colors = _colors(groups)
+    return {k: (colors[k], MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)]) for i, k in enumerate(colors)}
 
 
 def _legend_outside(fig, axes) -> None:
@@ -140,13 +166,19 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
         grid.append([a if a.startswith("bb:") else f"bb:{a}" if f"bb:{a}" in black else "" for a in cols])
     fig, axes = plt.subplots(len(grid), len(cols), figsize=(3.3 * len(cols), 2.9 * len(grid)), squeeze=False,
                              sharey=True, sharex=not l2)
-    colors = _colors(d.groupby(KEYS, sort=True).groups)
+    styles = _styles(d.groupby(KEYS, sort=True).groups)
+    keys = list(styles)
     for ax, a in zip(axes.flat, [a for row in grid for a in row], strict=True):
         if not a:
             ax.axis("off")
             continue
-        for k, g in d[d["attack"] == a].groupby(KEYS, sort=True):
-            _draw(ax, curve(g, "x"), "x", label(dict(zip(KEYS, k, strict=True))), colors[k])
+        here = d[d["attack"] == a]
+        span = float(here["x"].max() - here["x"].min()) or max(float(here["x"].max()), 1.0)
+        for k, g in here.groupby(KEYS, sort=True):
+            color, marker, _ = styles[k]
+            shift = (keys.index(k) - (len(keys) - 1) / 2) * 0.02 * span  # side by side, not on top of each other
+            _draw(ax, curve(g, "x"), "x", label(dict(zip(KEYS, k, strict=True))), color, marker, points=True,
+                  dx=shift)
         threat = "black-box" if a.startswith("bb:") else "per-example worst case" if a in WORST else "white-box"
         ax.set_title(plain(f"{a.removeprefix('bb:')} ({threat})"), fontsize=9)
         ax.set_ylim(-2, 102)
@@ -165,10 +197,12 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
 @FIGURES.register("robust_accuracy")
 def _robust_figure(df: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     p = robust_accuracy(df, out / "robust_accuracy.png")
-    return [(p, "Test accuracy (%) under attack against epsilon (/255; L2 attacks: their L2 radius), one panel per "
-                "attack on one 0-100 axis; "
-                "only the epsilons the runs asked for (the gradient-masking check epsilon is in the table, not "
-                "on the curve)")] if p else []
+    l2 = df["attack"].map(attack_norm).eq(Norm.L2).any()
+    return [(p, "Test accuracy (%) under attack against epsilon (/255" + ("; L2 attacks: their L2 radius" if l2 else "")
+                + "), one panel per attack on one 0-100 axis; only the epsilons the runs asked for (the "
+                "gradient-masking check epsilon is in the table, not in the plot); markers are the measured epsilons, "
+                "not joined (accuracy between them was not measured), each configuration shifted a little sideways "
+                "so that equal values stay visible")] if p else []
 
 
 # ------------------------------------------------------------------------------------ training curves
@@ -181,11 +215,12 @@ def training_curves(df: pd.DataFrame, path: Path) -> Path | None:
         return None
     panels = [(test, "test accuracy (%)")] + ([(mem, "corrupted labels memorized (%)")] if len(mem) else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.3), squeeze=False, sharey=True)
-    colors = _colors(test.groupby(KEYS, sort=True).groups)
+    styles = _styles(test.groupby(KEYS, sort=True).groups)
     for ax, (d, title) in zip(axes[0], panels, strict=True):
         for k, g in d.groupby(KEYS, sort=True):
+            color, marker, ls = styles.get(k, ("C9", "o", "-"))
             _draw(ax, curve(g, "epoch"), "epoch", label(dict(zip(KEYS, k, strict=True))),
-                  colors.get(k, "C9"), marker="." if g["epoch"].nunique() < 40 else None)
+                  color, marker=marker if g["epoch"].nunique() < 40 else None, ls=ls)
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=9)
         ax.set_ylim(-2, 102)
@@ -234,10 +269,11 @@ def corruption_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 2.5 * rows), squeeze=False, sharey=True,
                              sharex=True)
-    colors = _colors(c.groupby(KEYS, sort=True).groups)
+    styles = _styles(c.groupby(KEYS, sort=True).groups)
     for ax, name in zip(axes.flat, names, strict=False):
         for k, g in c[c["corruption"] == name].groupby(KEYS, sort=True):
-            _draw(ax, curve(g, "severity"), "severity", label(dict(zip(KEYS, k, strict=True))), colors[k])
+            color, marker, ls = styles[k]
+            _draw(ax, curve(g, "severity"), "severity", label(dict(zip(KEYS, k, strict=True))), color, marker, ls)
         ax.set_title(plain(name), fontsize=9)
         ax.set_ylim(-2, 102)
         ax.set_xticks(range(1, 6))

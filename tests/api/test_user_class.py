@@ -62,6 +62,9 @@ def test_a_users_class_from_a_file_is_evaluated_as_evaluate_would(own, capsys):
     attacked = rows[rows["attack"] == "fgsm"]
     assert set(attacked["n_eval"]) == {497} == set(api[api["attack"] == "fgsm"]["n_eval"])
     assert json.loads(rows["config"].iloc[0])["attack_samples"] == 0
+    # the summary shows each kind of sanity check, passed or failed, not only a count of failures
+    assert "| check | passed | failed | nothing to compare |" in (out / "summary.md").read_text()
+    assert "| in_ball | 1 | 0 | 0 |" in (out / "summary.md").read_text()
 
 
 def test_a_module_path_and_another_normalization_are_another_run(own, monkeypatch):

@@ -163,14 +163,15 @@ def _assert_report_shows(d, relax=()):
     it made (each PNG's own bytes in the page), each figure and table with a caption."""
     import base64
 
+    from robustbench_mix.data.base import short_name
     from robustbench_mix.reports.claims import section
+    from robustbench_mix.reports.report import readable_summary
     from robustbench_mix.store.load import load_results
-    from robustbench_mix.store.summary import summarize, summary_markdown
 
     md, page = write_report(d, relax)
     text, html = md.read_text(), page.read_text()
     df = load_results(d)
-    assert summary_markdown(summarize(df)) in text
+    assert readable_summary(df.assign(dataset=df["dataset"].map(short_name))) in text
     assert section(check_all(df, relax), relax) in text
     pngs = [p for p in sorted(d.glob("*.png")) if f"]({p.name})" in text]
     assert len(pngs) >= 2

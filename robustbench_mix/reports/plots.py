@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -168,17 +169,29 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
                              sharey=True, sharex=not l2)
     styles = _styles(d.groupby(KEYS, sort=True).groups)
     keys = list(styles)
+    not_shared = bool(l2)  # panels get their own x-axis where an L2 norm is among them (see plt.subplots)
     for ax, a in zip(axes.flat, [a for row in grid for a in row], strict=True):
         if not a:
             ax.axis("off")
             continue
         here = d[d["attack"] == a]
-        span = float(here["x"].max() - here["x"].min()) or max(float(here["x"].max()), 1.0)
+        same_norm = d[d["norm"] == here["norm"].iloc[0]]
+        # one spacing for every panel of a norm (they may share the x-axis), from all of its epsilons
+        xs = np.sort((here if not_shared else same_norm)["x"].unique())
+        single = len(xs) == 1
+        # the configurations side by side within 40% of the closest two epsilons' gap, so that no point strays
+        # towards another epsilon; one epsilon: a narrow axis around it
+        gap = 0.25 * max(abs(float(xs[0])), 1.0) if single else float(np.diff(xs).min())
+        step = 0.4 * gap / max(len(keys) - 1, 1)
         for k, g in here.groupby(KEYS, sort=True):
             color, marker, _ = styles[k]
-            shift = (keys.index(k) - (len(keys) - 1) / 2) * 0.02 * span  # side by side, not on top of each other
+            shift = (keys.index(k) - (len(keys) - 1) / 2) * step
             _draw(ax, curve(g, "x"), "x", label(dict(zip(KEYS, k, strict=True))), color, marker, points=True,
                   dx=shift)
+        ax.set_xticks(xs)  # ticks at the measured epsilons only
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        if single:
+            ax.set_xlim(xs[0] - gap / 2, xs[0] + gap / 2)
         threat = "black-box" if a.startswith("bb:") else "per-example worst case" if a in WORST else "white-box"
         ax.set_title(plain(f"{a.removeprefix('bb:')} ({threat})"), fontsize=9)
         ax.set_ylim(-2, 102)

@@ -72,7 +72,7 @@ def test_robust_plot_shows_only_measured_points_with_intervals_on_one_axis(figur
             assert all(min(abs(v - e) for e in (0.0, 2.0, 8.0, 16.0)) <= 0.04 * 16 for v in x)
     pgd = _points(panels["pgd (white-box)"])
     x, y, _, _ = pgd["ERM, noise 0"]
-    assert list(np.round(x)) == [0.0, 2.0, 8.0, 16.0]
+    assert np.allclose(x - x[0], [0.0, 2.0, 8.0, 16.0]) and abs(x[0]) < 1  # one shift for all its points
     final = df[(df["epoch"] == df["epochs"]) & (df["attack"] == "pgd") & (df["method"] == "erm")
                & (df["noise"] == 0) & (df["metric"] == "acc") & np.isclose(df["eps"] * 255, 8, atol=1e-3)]
     assert y[2] == pytest.approx(100 * final["value"].mean())

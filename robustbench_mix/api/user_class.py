@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -59,8 +60,10 @@ def _module(where: str, spec: str):
     return module if module is not None else got
 
 
+@functools.cache
 def load_class(spec: str) -> tuple[type, str]:
-    """(the class, its label in the results' model column: ``user:module.Class``)."""
+    """(the class, its label in the results' model column: ``user:module.Class``); a file is executed once per
+    command, however often its class is asked for."""
     where, _, name = spec.rpartition(":")
     if not where or not name.isidentifier():
         raise UsageError(f"--model {spec}: give MODULE:Class or path/to/file.py:Class (the class name after the "

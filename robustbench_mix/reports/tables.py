@@ -232,7 +232,10 @@ def _per_threat_md(d: pd.DataFrame, threat: str) -> str:
     stats = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1)}).reset_index()
     cols = sorted({(a, e) for a, e in zip(stats["attack"], stats["e_col"], strict=True)},
                   key=lambda k: (order[k[0]], k[1]))
-    name = {(a, e): f"{a} {f'L2={e:g}' if threat == 'L2' else fmt_eps(round(e, 3))}" for a, e in cols}
+    def title(a: str) -> str:  # 'worst_l2' and 'bb:pgd' as a reader says them
+        return "worst case" if a in WORST else f"black-box {a.removeprefix('bb:')}" if a.startswith("bb:") else a
+
+    name = {(a, e): f"{title(a)} {f'L2={e:g}' if threat == 'L2' else fmt_eps(round(e, 3))}" for a, e in cols}
     lines = [f"### {threat}", "", "| method | noise | " + " | ".join(name[c] for c in cols) + " |",
              "|" + "---|" * (len(cols) + 2)]
     for (v, p), rows in stats.groupby(["variant", "noise"], sort=True):

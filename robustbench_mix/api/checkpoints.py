@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,8 @@ import pandas as pd
 import torch
 
 from robustbench_mix.api.evaluate import evaluate_experiment
+from robustbench_mix.api.inputs import with_normalize
+from robustbench_mix.api.user_class import build_user_model, is_class_spec, load_class, parse_kwargs, parse_normalize
 from robustbench_mix.core.device import resolve_device
 from robustbench_mix.core.errors import UsageError, first_line
 from robustbench_mix.core.torchfile import read_weights, state_digest
@@ -73,14 +76,21 @@ def experiment_for(ck: dict, path: Path, args) -> tuple[Experiment, dict, int | 
         raise UsageError(f"{path}: this suite checkpoint predates the config inside checkpoints; give --model and "
                          "--dataset and it is read as a plain state_dict")
     elif not (args.model and args.dataset):
-        raise UsageError(f"{path}: a plain state_dict does not say which model it holds: give --model (e.g. "
-                         "preact_resnet18) and --dataset")
+        raise UsageError(f"{path}: a plain state_dict does not say which model it holds: give --model (one of the "
+                         "suite's, e.g. preact_resnet18, or your own class: --model package.module:Class "
+                         "--normalize mean,std|none) and --dataset")
     else:
         weights, epoch = ck.get("model", ck), None
         if not isinstance(weights, dict):
             raise UsageError(f"{path}: its 'model' entry is a {type(weights).__name__}, not a state_dict")
-        exp = Experiment(preset="checkpoint", dataset=args.dataset, model=args.model, method="external", epochs=0,
-                         dropout=args.dropout, attack_samples=1000, weights=f"sha256:{state_digest(weights)[:16]}")
+        model, identity = args.model, weights
+        if is_class_spec(args.model):  # the user's class: its arguments and normalization are part of what ran
+            model = load_class(args.model)[1]
+            identity = {"state": weights, "kwargs": json.dumps(parse_kwargs(args.model_kwargs), sort_keys=True),
+                        "normalize": str(args.normalize).strip().lower()}
+        # attack_samples 0: every test image, as the suite's presets and evaluate() (--attack-samples narrows it)
+        exp = Experiment(preset="checkpoint", dataset=args.dataset, model=model, method="external", epochs=0,
+                         dropout=args.dropout, attack_samples=0, weights=f"sha256:{state_digest(identity)[:16]}")
     over = {"attack_samples": args.attack_samples, "device": args.device,
             "eval_seed": args.seed if args.seed is not None and args.seed != exp.seed else None}
     exp = with_lists(replace(exp, **{k: v for k, v in over.items() if v is not None}),
@@ -90,7 +100,8 @@ def experiment_for(ck: dict, path: Path, args) -> tuple[Experiment, dict, int | 
     return exp, weights, epoch
 
 
-def load_weights(model: torch.nn.Module, weights: dict, path: Path, exp: Experiment, spec: str) -> None:
+def load_weights(model: torch.nn.Module, weights: dict, path: Path, exp: Experiment, spec: str,
+                 user: bool = False) -> None:
     """``model.load_state_dict(weights)``, or a refusal that says what does not fit: the first missing and
     unexpected key, the first shape that differs, or that the file is the bare model without the suite's
     normalization layer in front of it."""
@@ -99,7 +110,8 @@ def load_weights(model: torch.nn.Module, weights: dict, path: Path, exp: Experim
     if odd:
         raise UsageError(f"{path}: entry {odd[0]!r} of its state_dict is a {type(weights[odd[0]]).__name__}, not a "
                          "tensor")
-    for prefix in ("1.", "1.1."):  # the body behind Normalize; behind GreyToRGB too for a tv: model on grey data
+    # the body behind Normalize; behind GreyToRGB too for a tv: model on grey data (a user's class has neither)
+    for prefix in () if user else ("1.", "1.1."):
         body = {k[len(prefix):] for k in want if k.startswith(prefix)}
         if body and set(weights) == body:
             first = next(iter(weights))
@@ -121,12 +133,31 @@ def load_weights(model: torch.nn.Module, weights: dict, path: Path, exp: Experim
         [f"{len(shapes)} shape(s) differ, first {shapes[0][0]!r}: {shapes[0][1]} in the file, {shapes[0][2]} in "
          "the model"] if shapes else [])
     if problems:
+        own = (" Your own architecture? give its class, --model package.module:Class (or path/to/file.py:Class) "
+               "with --model-kwargs '{...}' and --normalize mean,std|none, or evaluate it in Python: "
+               "robustbench_mix.evaluate(model, data, normalize=(mean, std)).")
+        wrapper = ("" if user else f" The suite's {exp.model} is torch.nn.Sequential(Normalize(mean, std), body) "
+                   "(keys '0.mean', '0.std', '1.<body>').")
         raise UsageError(f"{path} does not fit model {exp.model} for {spec} ({'; '.join(problems)}); check --model "
-                         "and --dataset (the class count and image shape come from the data)")
+                         "and --dataset (the class count and image shape come from the data)." + wrapper
+                         + (" Check --model-kwargs (the layer sizes they give)." if user else own))
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:  # e.g. a dtype that cannot be copied
         raise UsageError(f"{path} does not fit model {exp.model} for {spec} ({first_line(e)[:300]})") from None
+
+
+def user_model(args, weights: dict, path: Path, exp: Experiment, spec: str, channels: int,
+               device: torch.device) -> torch.nn.Module:
+    """The user's class with ``weights`` loaded, behind the normalization ``--normalize`` states."""
+    normalize = parse_normalize(args.normalize, args.model, channels)
+    body = build_user_model(args.model, parse_kwargs(args.model_kwargs))
+    wrapped = {"0.mean", "0.std"} <= set(weights) and not {"0.mean", "0.std"} <= set(body.state_dict())
+    if wrapped:  # saved behind the suite's Normalize: the file states its normalization itself
+        raise UsageError(f"{path} holds a model behind a normalization layer (keys '0.mean', '0.std', '1.<body>'): "
+                         f"save the bare model's state_dict for --model {args.model}, or give the suite's model name")
+    load_weights(body, weights, path, exp, spec, user=True)
+    return with_normalize(body, normalize, channels, device)
 
 
 def check_weights(model: torch.nn.Module, path: Path, test_x: torch.Tensor | None, batch_size: int) -> None:
@@ -182,10 +213,13 @@ def evaluate_path(path: Path, args, command: str) -> pd.DataFrame:
         print(f"warning: {path} was trained on data with fingerprint {ck['data_sha']}; {train_spec} is now "
               f"{train_data.fingerprint} (its content changed)", file=sys.stderr)
     device = resolve_device(exp.device)
-    mean, std = train_data.channel_stats()
-    model = build(exp.model, in_shape=train_data.shape, num_classes=train_data.num_classes, mean=mean, std=std,
-                  dropout=exp.dropout)
-    load_weights(model, weights, path, exp, train_spec)
+    if is_class_spec(args.model) and exp.weights != "checkpoint":
+        model = user_model(args, weights, path, exp, train_spec, train_data.shape[0], device)
+    else:
+        mean, std = train_data.channel_stats()
+        model = build(exp.model, in_shape=train_data.shape, num_classes=train_data.num_classes, mean=mean, std=std,
+                      dropout=exp.dropout)
+        load_weights(model, weights, path, exp, train_spec)
     model.to(device).eval()
     check_weights(model, path, None if standard else train_data.test_x.to(device), args.batch_size)
     frame = evaluate_experiment(model, exp, None if standard else train_data, batch_size=args.batch_size,

@@ -1,10 +1,11 @@
 """``python -m robustbench_mix.checkpoint PATH [PATH ...]``: evaluate saved models without training, into a
 results directory with the suite's contract (runs.csv, summary, report), so ``compare``, ``claims`` and
 ``report`` read it. A PATH is a checkpoint the suite wrote (its run's config is inside), a plain ``state_dict``
-of one of the suite's models (``--model`` and ``--dataset`` then say which), or a suite's results directory
-(every ``runs/*/checkpoint.pt`` in it); each file is evaluated as its own run, and one that fails does not
-stop the others. Files are read with ``torch.load(weights_only=True)``: one that needs pickle (arbitrary
-Python objects, which can run code while loading) is refused.
+of one of the suite's models or of your own class (``--model`` and ``--dataset`` then say which: ``--model
+package.module:Class`` or ``path/to/file.py:Class`` with ``--model-kwargs`` JSON and ``--normalize``), or a
+suite's results directory (every ``runs/*/checkpoint.pt`` in it); each file is evaluated as its own run, and one
+that fails does not stop the others. Files are read with ``torch.load(weights_only=True)``: one that needs pickle
+(arbitrary Python objects, which can run code while loading) is refused.
 
 What identifies an evaluation (the ``run_id``, and the configuration ``compare`` and ``claims`` pool seeds
 over): a suite checkpoint keeps its run's config and training seed (the ``seed`` column), marked
@@ -24,12 +25,13 @@ from pathlib import Path
 import torch
 
 from robustbench_mix.api.checkpoints import checkpoint_paths, evaluate_path
+from robustbench_mix.api.user_class import check_flags
 from robustbench_mix.cli.common import handled
 from robustbench_mix.core.atomic import atomic_write_text, check_writable
 from robustbench_mix.core.device import resolve_device
 from robustbench_mix.core.errors import RunFailed, UsageError
 from robustbench_mix.execution.executors import unexpected
-from robustbench_mix.reports.report import write_report
+from robustbench_mix.reports.report import checks_markdown, write_report
 from robustbench_mix.reports.tables import TABLES
 from robustbench_mix.store.load import load_runs
 from robustbench_mix.store.schema import ResultsError
@@ -45,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("path", nargs="+", help="suite checkpoints (runs/<id>/checkpoint.pt), state_dicts saved with torch.save, or "
       "a suite's results directory (all its runs' checkpoints); each is evaluated as its own run")
-    a("--model", help="for a plain state_dict: which of the suite's models (or tv:NAME / timm:NAME) it holds")
+    a("--model", help="for a plain state_dict: which of the suite's models (or tv:NAME / timm:NAME) it holds, or "
+      "your own class: package.module:Class or path/to/file.py:Class (with --normalize)")
+    a("--model-kwargs", help="for --model MODULE:Class: the class's keyword arguments as a JSON object, e.g. "
+      "'{\"width\": 32}' (default: none)")
+    a("--normalize", help="for --model MODULE:Class, required: the input normalization put in front of it, mean,std "
+      "(one number each, or one per channel, means then stds), or none (the model normalizes itself)")
     a("--dataset", help="the data to evaluate on (default: the run's own); also cifar10c / cifar100c (the standard "
       "corruption files in --data-dir)")
     a("--dropout", type=float, default=0.0, help="for a plain state_dict: the model's dropout (default 0)")
@@ -55,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--eps-l2", help="radii of the L2 attacks, plain L2 norms in [0, 1] pixel space, e.g. 0.25,0.5 (default: the "
       "run's own)")
     a("--attack-samples", type=int, help="attack a class-stratified N of the test images, the same for every model "
-      "(0 = all; default: the run's own, or 1000)")
+      "(0 = all; default: the run's own, or every test image, as the suite and evaluate())")
     a("--corruptions", help="computed common corruptions, e.g. all or gaussian_noise,contrast")
     a("--seed", type=int, help="seed of the attacks' random starts (default: the run's training seed, or 0); "
       "recorded as the evaluation's seed (eval_seed), never as a training seed")
@@ -76,6 +83,7 @@ def check_args(args) -> None:
     if not DEVICE.fullmatch(args.device):
         raise UsageError(f"--device {args.device!r} is not one of auto, cpu, cuda, cuda:N")
     resolve_device(args.device)  # cuda without a GPU
+    check_flags(args.model, args.model_kwargs, args.normalize)
     check_writable(Path(args.out), "--out")
 
 
@@ -84,7 +92,9 @@ def write_outputs(out: Path) -> None:
     merged = load_runs(out / "runs.csv", strict=False)
     summary = summarize(merged)
     atomic_write_csv(summary, out / "summary.csv")
-    atomic_write_text(out / "summary.md", "# checkpoint evaluations\n\n" + summary_markdown(summary))
+    checks = checks_markdown(merged)  # each kind of sanity check, passed or failed
+    atomic_write_text(out / "summary.md", "# checkpoint evaluations\n\n" + summary_markdown(summary)
+                      + (f"\n{checks}" if checks else ""))
     for table in ("robust", "corruptions"):
         TABLES.get(table)(merged, out)
     write_report(out)

@@ -109,6 +109,15 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return name, (arg if sep else None)
 
 
+def short_name(spec: str) -> str:
+    """A data set as a reader should see it: 'imagefolder:/home/me/data/cifar10-jpeg' -> 'imagefolder:cifar10-jpeg'
+    (the folder's name; a local path says nothing to another machine and can expose one's home directory)."""
+    name, arg = split_spec(str(spec))
+    if arg and ("/" in arg or "\\" in arg):
+        return f"{name}:{Path(arg.rstrip('/')).name or arg}"
+    return str(spec)
+
+
 def check_dataset_spec(spec: str) -> None:
     name, arg = split_spec(spec)
     if DATASETS.get(name).takes_arg:

@@ -142,7 +142,8 @@ def assess(claim: dict, df: pd.DataFrame, relax: tuple[str, ...] = ()) -> dict:
         sides[s] = run_values(runs, q, claim)
         used.append(runs[runs["run_id"].isin(list(sides[s]))])
     res = {"claim": claim["id"], "statement": claim["statement"], "source": claim["source"],
-           "paper_a": claim.get("paper_a", np.nan), "paper_b": claim.get("paper_b", np.nan)}
+           "paper_a": claim.get("paper_a", np.nan), "paper_b": claim.get("paper_b", np.nan),
+           "margin": float(claim.get("margin", 0.0)), "direction": claim["direction"]}
     for s, vals in sides.items():
         v = list(vals.values())
         res[f"ours_{s}"] = float(np.mean(v)) if v else np.nan
@@ -194,16 +195,25 @@ def fmt_diff(r) -> str:
     return f"{r['diff']:+.2f}{ci}"
 
 
+def fmt_margin(r) -> str:
+    """The margin B − A must clear, signed in the claimed direction ('> +2.00', '< -2.00'): the verdict compares the
+    interval with it, not with zero."""
+    m = r.get("margin", 0.0)
+    m = 0.0 if pd.isna(m) else float(m)
+    direction = r.get("direction", "higher")
+    return f"> {m:+.2f}" if direction == "higher" else f"< {-m if m else 0.0:+.2f}"
+
+
 def to_markdown(table: pd.DataFrame) -> str:
-    lines = ["| claim | verdict | paper A / B | ours A | ours B | B − A [95% CI] | setting | statement |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| claim | verdict | paper A / B | ours A | ours B | B − A [95% CI] | margin | setting | statement |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         paper = "—" if np.isnan(r["paper_a"]) else f"{r['paper_a']:g} / {r['paper_b']:g}"
         note = f" ({r['note']})" if r["note"] else ""
         lines.append(f"| {r['claim']} | **{r['verdict']}** | {paper} | "
                      f"{fmt(r['ours_a'], r['ours_a_std'], r['ours_a_seeds'])} | "
                      f"{fmt(r['ours_b'], r['ours_b_std'], r['ours_b_seeds'])} | {fmt_diff(r)} | "
-                     f"{r['setting'] or '—'} | {r['statement']} [{r['source']}]{note} |")
+                     f"{fmt_margin(r)} | {r['setting'] or '—'} | {r['statement']} [{r['source']}]{note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -212,10 +222,11 @@ def check_all(df: pd.DataFrame, relax: tuple[str, ...] = (), claims: list[dict] 
 
 
 VERDICT_TEXT = ("Verdicts: `reproduced` only in the paper's setting for the claim (data set, model and recipe), with "
-                "the 95% interval of B − A clear of zero in the claimed direction and both numbers within tolerance "
+                "the 95% interval of B − A beyond the claim's margin in the claimed direction (column `margin`: "
+                "`> +2.00` means B − A must exceed 2 points, `> +0.00` beyond zero) and both numbers within tolerance "
                 "of the paper's; `direction only` when the interval holds the direction on another setting or with "
-                "other numbers; `inconclusive` when the interval straddles zero; `not reproduced` when it lies on "
-                "the other side; `1 seed` when a side has one run (no interval, no verdict). A = first side, "
+                "other numbers; `inconclusive` when the interval straddles the margin; `not reproduced` when it lies "
+                "on the other side of it; `1 seed` when a side has one run (no interval, no verdict). A = first side, "
                 "B = second; values in %; each claim's definition is in robustbench_mix/claims.toml.")
 
 

@@ -11,12 +11,16 @@ import pandas as pd
 
 from robustbench_mix.attacks.base import WORST, attack_norm
 from robustbench_mix.core.units import Norm, eps_255_column, fmt_eps, fraction
+from robustbench_mix.corruptions.base import STANDARD_CORRUPTIONS
+from robustbench_mix.data.base import short_name
 from robustbench_mix.evaluation.metrics import CHECK_PREFIX, NA_PREFIX
 from robustbench_mix.store.load import load_results
 from robustbench_mix.store.schema import CORRUPTION_PREFIXES, adversarial
 from robustbench_mix.store.summary import last_epoch
 
 ACCURACY_METRICS = ("acc", "top5_acc")
+CORRUPTION_TITLES = {"corrupt:mean": "corruptions (computed)", "c10c:mean": "CIFAR-10-C",
+                     "c100c:mean": "CIFAR-100-C"}
 # what tells whether the accuracies can be trusted, not how accurate the model is
 DIAGNOSTIC_METRICS = ("max_linf_255", "max_l2", "acc_first_restart", "box_violation", "input_grad_abs_mean",
                       "acc_attacked_subset")
@@ -51,9 +55,10 @@ class Headline(pd.DataFrame):
     def __str__(self) -> str:
         shown = self.copy()
         for c in shown.columns:
-            if c == "clean" or c.startswith(("robust ", "corrupt", "c10c", "c100c", "clean on")):
+            if c == "clean" or c.startswith(("robust ", "corrupt:", "c10c:", "c100c:", "clean on")):
                 shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"{100 * v:.2f}%")
-        return pd.DataFrame(shown).to_string(index=False)
+        # the columns keep their row names (corrupt:mean) for code; a reader gets what they mean
+        return pd.DataFrame(shown).rename(columns=CORRUPTION_TITLES).to_string(index=False)
 
     __repr__ = __str__
 
@@ -87,7 +92,8 @@ def _asked(run: pd.DataFrame, norm: str = Norm.LINF):
 def _run(run: pd.DataFrame) -> dict:
     acc = run[(run["metric"] == "acc") & (run["split"] == "test")]
     clean = acc[acc["attack"] == "none"]
-    out = {"model": run["model"].iloc[0], "method": run["method"].iloc[0], "dataset": run["dataset"].iloc[0],
+    out = {"model": run["model"].iloc[0], "method": run["method"].iloc[0],
+           "dataset": short_name(run["dataset"].iloc[0]),  # imagefolder:<folder name>, never a local path
            "clean": clean["value"].iloc[0] if len(clean) else float("nan")}
     if _count(clean) is not None:
         out["images"] = _count(clean)
@@ -124,6 +130,11 @@ def _run(run: pd.DataFrame) -> dict:
         m = acc[acc["attack"] == f"{prefix}mean"]
         if len(m):
             out[f"{prefix}mean"] = m["value"].iloc[0]
+            # the mean is over the benchmark corruptions that ran, which may be a few of them
+            parts = acc[acc["attack"].str.startswith(prefix) & (acc["attack"].str.count(":") == 2)]
+            ran = {a.split(":")[1] for a in parts["attack"]} & set(STANDARD_CORRUPTIONS)
+            out[f"{CORRUPTION_TITLES[f'{prefix}mean']}: mean over"] = (
+                f"{len(ran)} of {len(STANDARD_CORRUPTIONS)}" if ran else "not recorded")
     checks, na = run[run["metric"].str.startswith(CHECK_PREFIX)], int(run["metric"].str.startswith(NA_PREFIX).sum())
     if len(checks) or na:
         out["checks failed"] = f"{int((checks['value'] < 0.5).sum())} of {len(checks)}" + (
@@ -136,7 +147,9 @@ def headline(rows) -> Headline:
     accuracy; robust accuracy at each epsilon (written 8/255), the per-example worst case over the white-box
     attacks where several ran (``worst`` rows), else the attack's; which attacks and how many images were
     attacked (``all``: the whole test set); the mean corruption accuracy (``corrupt:mean`` computed,
-    ``c10c:mean`` CIFAR-10-C's files); and how many sanity checks failed (a failed check flags the robust
+    ``c10c:mean`` CIFAR-10-C's files, printed as "corruptions (computed)" and "CIFAR-10-C") and over how many of
+    the 15 benchmark corruptions it is ("3 of 15"); the data set by its short name (an image folder by its folder's
+    name, not its path); and how many sanity checks failed (a failed check flags the robust
     numbers, see ``diagnostics``). Accuracies are fractions; printing shows percentages."""
     rows = last_epoch(_rows(rows))
     if rows.empty:

@@ -1,14 +1,19 @@
-"""``python -m robustbench_mix.leaderboard RESULTS [--run ID | --model NAME] [--eps 8/255]``: one run's result as a
-RobustBench-style model-info JSON entry.
+"""``python -m robustbench_mix.leaderboard RESULTS [--run ID | --model NAME] [--eps 8/255 | --eps-l2 0.5]``: one
+run's result as a model-info JSON entry that RobustBench's own code reads.
 
-The fields are those of RobustBench's ``model_info/<dataset>/<threat model>/<name>.json`` files (``name``,
-``dataset``, ``architecture``, ``eps`` as "8/255", ``clean_acc``, ``autoattack_acc``, ``corruptions_acc``,
-``additional_data``, ``number_forward_passes``, ``footnote``; accuracies as text in % with two decimals), plus
-``threat_model`` (their folder: "Linf", as every attack here is L-infinity) and ``n_examples`` (the test images
-attacked). ``autoattack_acc`` appears only when AutoAttack was run; otherwise the robust accuracy is
-``robust_acc`` with the attacks named in ``robust_attack``, never passed off as AutoAttack's. What differs from
-RobustBench's protocol (a subset of the test set, computed corruptions rather than CIFAR-10-C) is said in
-``footnote``.
+The fields are those of RobustBench's ``model_info/<dataset>/<threat model>/<name>.json`` files, every one they
+all carry included (``link``, ``name``, ``authors``, ``additional_data``, ``number_forward_passes``, ``dataset``,
+``venue``, ``architecture``, ``eps`` as "8/255" or an L2 radius as "0.5", ``clean_acc``, ``reported``,
+``autoattack_acc``, ``corruptions_acc``, ``footnote``; accuracies as text in % with two decimals; what the suite
+does not know, such as the paper's link, authors and venue, is "" as in their files, and ``reported`` is "": no
+paper reported it), plus ``threat_model`` (their folder: "Linf" or "L2") and ``n_examples`` (the test images
+attacked). ``dataset`` is one of RobustBench's names (cifar10, cifar100, imagenet): a run on another data set is
+refused, and an image folder only becomes ``cifar10`` when ``--dataset`` states that it holds CIFAR-10's test set
+(said in the footnote). ``autoattack_acc`` appears only when AutoAttack was run; otherwise the robust accuracy is
+``external`` (the field their sort falls back to: ``("external", "autoattack_acc")``, read with ``float``) and
+``robust_acc``, with the attacks named in ``robust_attack`` and the footnote saying it is not AutoAttack's. What
+differs from RobustBench's protocol (a subset of the test set, computed corruptions rather than CIFAR-10-C) is said
+in ``footnote``.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from robustbench_mix.attacks.base import attack_norm
+from robustbench_mix.attacks.base import NORM_TRAITS, attack_norm
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.core.units import LEVELS, Norm, fmt_eps
-from robustbench_mix.data.base import test_size
+from robustbench_mix.data.base import short_name, test_size
 from robustbench_mix.experiment.experiment import Experiment
 from robustbench_mix.experiment.grids import SURROGATE_SUFFIX
 from robustbench_mix.methods import run_label
@@ -49,9 +54,35 @@ def pick_run(df: pd.DataFrame, run_id: str | None = None, model: str | None = No
                      f"(or --model where a model has one run): {listed}")
 
 
+ROBUSTBENCH_DATASETS = ("cifar10", "cifar100", "imagenet")  # their BenchmarkDataset values
+STATABLE = ("imagefolder", "tensors")  # data whose name says nothing of what it holds: --dataset may state it
+
+
+def benchmark_dataset(spec: str, stated: str | None) -> tuple[str, str]:
+    """(RobustBench's name of the run's data set, a footnote when it was stated rather than known)."""
+    name = spec.partition(":")[0]
+    own = name.removesuffix("c") if name in ("cifar10c", "cifar100c") else name  # CIFAR-10-C: CIFAR-10's models
+    if stated is not None and stated not in ROBUSTBENCH_DATASETS:
+        raise UsageError(f"--dataset {stated!r} is not one of RobustBench's data sets: "
+                         f"{', '.join(ROBUSTBENCH_DATASETS)}")
+    if own in ROBUSTBENCH_DATASETS:
+        if stated not in (None, own):
+            raise UsageError(f"--dataset {stated}: the run was evaluated on {own}")
+        return own, ""
+    short = short_name(spec)
+    if name in STATABLE and stated:
+        return stated, (f"evaluated on {short}, which the exporter stated holds {stated}'s test set (--dataset "
+                        f"{stated}); not RobustBench's own copy of it")
+    how = (f"if {short} holds the test set of one of them, say which with --dataset NAME"
+           if name in STATABLE else "their leaderboards hold only those")
+    raise UsageError(f"the run's data set {short} is not one of RobustBench's ({', '.join(ROBUSTBENCH_DATASETS)}): "
+                     f"{how}")
+
+
 def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None, eps: float = 8.0,
-          name: str | None = None) -> dict:
-    """The RobustBench-style entry of one run at ``eps`` (/255): see the module's docstring for the fields."""
+          name: str | None = None, eps_l2: float | None = None, dataset: str | None = None) -> dict:
+    """The RobustBench entry of one run at ``eps`` (/255), or at the L2 radius ``eps_l2`` (threat model L2): see the
+    module's docstring for the fields."""
     rows = pick_run(df, run_id, model)
     exp = Experiment.from_json(rows["config"].iloc[0])
     d = last_epoch(rows)
@@ -60,41 +91,55 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
         raise UsageError(f"run {exp.run_id} has no final evaluation in these results: none of its {len(rows)} rows "
                          f"is a test accuracy at epoch {exp.epochs}, its last (an entry is the trained model's final "
                          "accuracy); give the runs.csv the suite wrote for it")
+    linf = [a for a in exp.attacks if attack_norm(a) == Norm.LINF]
+    l2 = [a for a in exp.attacks if attack_norm(a) == Norm.L2]
+    if eps_l2 is None and l2 and not linf and len(exp.eps_l2) == 1:  # an L2-only run: its one radius
+        eps_l2 = exp.eps_l2[0]
+    norm = Norm.L2 if eps_l2 is not None else Norm.LINF
+    attacks = l2 if norm == Norm.L2 else linf  # an entry is one threat model
+    at = eps_l2 if norm == Norm.L2 else eps
+    shown = f"{at:g}" if norm == Norm.L2 else fmt_eps(round(eps, 3))
+    where, stated_note = benchmark_dataset(exp.dataset, dataset)
 
     def value(attack: str, metric: str = "acc", at: float = 0.0) -> float | None:
-        v = test[(test["attack"] == attack) & (test["metric"] == metric) & np.isclose(test["eps"] * LEVELS, at,
-                                                                                      atol=1e-3)]["value"]
+        scale = 1 if attack_norm(attack) == Norm.L2 else LEVELS
+        v = test[(test["attack"] == attack) & (test["metric"] == metric)
+                 & np.isclose(test["eps"] * scale, at, atol=1e-3 if scale == LEVELS else 2e-6)]["value"]
         return float(v.iloc[0]) if len(v) else None
 
     trained = run_label(exp.method, exp.alpha, exp.dropout, exp.method_options)
-    out = {"name": name or f"{exp.model} ({trained}, seed {exp.seed})",
-           "dataset": exp.dataset, "threat_model": str(Norm.LINF), "eps": fmt_eps(round(eps, 3)),
-           "architecture": exp.model, "additional_data": False, "number_forward_passes": 1}
-    notes = []
+    out = {"link": "", "name": name or f"{exp.model} ({trained}, seed {exp.seed})", "authors": "",
+           "additional_data": False, "number_forward_passes": 1, "dataset": where, "venue": "",
+           "architecture": exp.model, "eps": shown, "threat_model": str(norm)}
+    notes = [stated_note] if stated_note else []
     clean = value("none")
     if clean is not None:
         out["clean_acc"] = _pct(clean)
-    attacks = [a for a in exp.attacks if attack_norm(a) == Norm.LINF]  # an entry is one threat model: L-infinity
+    out["reported"] = ""  # no paper reported this model's robust accuracy
     if attacks:
-        if not any(np.isclose(e, eps, atol=1e-3) for e in exp.eps):
-            raise UsageError(f"eps {fmt_eps(eps)} was not measured in run {exp.run_id}; its epsilons: "
-                             f"{', '.join(fmt_eps(e) for e in exp.eps)}")
-        aa = value("autoattack", at=eps)
+        radii = exp.eps_l2 if norm == Norm.L2 else exp.eps
+        if not any(np.isclose(e, at, atol=1e-3 if norm == Norm.LINF else 2e-6) for e in radii):
+            raise UsageError(f"{'L2 radius' if norm == Norm.L2 else 'eps'} {shown} was not measured in run "
+                             f"{exp.run_id}; its {'L2 radii' if norm == Norm.L2 else 'epsilons'}: "
+                             f"{', '.join(f'{e:g}' if norm == Norm.L2 else fmt_eps(e) for e in radii)}")
+        aa = value("autoattack_l2" if norm == Norm.L2 else "autoattack", at=at)
         if aa is not None:
             out["autoattack_acc"] = _pct(aa)
         else:
-            worst = value("worst", at=eps)
-            robust = worst if worst is not None else value(attacks[0], at=eps)
+            worst_name = NORM_TRAITS[norm].worst
+            worst = value(worst_name, at=at)
+            robust = worst if worst is not None else value(attacks[0], at=at)
             if robust is None:
                 raise UsageError(f"run {exp.run_id} has no final test accuracy under {attacks[0]} at eps "
-                                 f"{fmt_eps(eps)} in these results (its config lists the attack); give the runs.csv "
+                                 f"{shown} in these results (its config lists the attack); give the runs.csv "
                                  "the suite wrote for it")
-            out["robust_acc"] = _pct(robust)
+            out["external"] = out["robust_acc"] = _pct(robust)
             steps = f"{exp.attack_steps} steps, {exp.attack_restarts} restart(s)"
             out["robust_attack"] = ("per-example worst case over " if worst is not None else "") + ", ".join(
-                f"{a} ({steps})" if a in ("ifgsm", "pgd", "pgd_margin") else a for a in attacks) + " (white-box)"
-            notes.append(f"robust accuracy under {out['robust_attack']}, not AutoAttack: an upper bound on "
-                         "AutoAttack's")
+                f"{a} ({steps})" if a in ("ifgsm", "pgd", "pgd_margin", "pgd_l2") else a for a in attacks
+            ) + " (white-box)"
+            notes.append(f"robust accuracy (external, robust_acc) under {out['robust_attack']}, not AutoAttack: an "
+                         "upper bound on AutoAttack's")
         attacked = test[test["attack"].isin(attacks) & test["n_eval"].notna()]
         if len(attacked):  # recorded with the rows since 0.4.0
             n, subset = int(attacked["n_eval"].iloc[0]), attacked["eval_subset"].iloc[0]
@@ -118,6 +163,12 @@ def entry(df: pd.DataFrame, run_id: str | None = None, model: str | None = None,
         out["corruptions_acc"] = _pct(computed)
         notes.append(f"corruptions_acc: mean over {len(exp.corruptions)} corruptions computed by robustbench_mix "
                      "at severities 1-5 (CIFAR-10-C's recipe), not the CIFAR-10-C files")
+    if not attacks and "corruptions_acc" in out:
+        out["threat_model"] = "corruptions"  # their folder for corruption entries, sorted by corruptions_acc
+    elif not attacks:
+        raise UsageError(f"run {exp.run_id} ran no {norm} attack (its attacks: {', '.join(exp.attacks) or 'none'}) "
+                         "and no corruptions: an entry needs a robust accuracy"
+                         + ("; give --eps-l2 for its L2 attacks" if l2 and norm == Norm.LINF else ""))
     if exp.method != "external":
         notes.append(f"trained by robustbench_mix: {trained}, "
                      f"{exp.epochs} epochs, seed {exp.seed}")

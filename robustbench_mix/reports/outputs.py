@@ -14,7 +14,7 @@ from robustbench_mix.experiment.grids import Suite
 from robustbench_mix.experiment.presets import PRESETS
 from robustbench_mix.reports import reference
 from robustbench_mix.reports.plots import training_curves
-from robustbench_mix.reports.report import write_report
+from robustbench_mix.reports.report import checks_markdown, write_report
 from robustbench_mix.reports.tables import TABLES
 from robustbench_mix.store.summary import subset_note, summarize, summary_markdown
 from robustbench_mix.store.write import atomic_write_csv
@@ -30,8 +30,8 @@ def write_outputs(df, suite: Suite, runs: list[Experiment], out: Path, seconds: 
     atomic_write_csv(summary, out / "summary.csv")
     atomic_write_text(out / "summary.md",
         f"# {suite.name}: summary\n\n{describe_suite(suite)}. Accuracies, memorized and ECE in %, mean ± std over "
-        f"seeds; epsilons in /255; 'checks failed' counts failed robustness sanity checks (see runs.csv).\n\n"
-        + summary_markdown(summary) + _note(subset_note(df)))
+        f"seeds; epsilons in /255; 'checks failed' counts failed robustness sanity checks (each kind below).\n\n"
+        + summary_markdown(summary) + _note(subset_note(df)) + _note(checks_markdown(df)))
     training_curves(df, out / "curves.png")
     ids = {r.run_id for r in runs}
     print(f"\n{suite.name}: {len(runs)} runs, {seconds:.0f}s; eps: "

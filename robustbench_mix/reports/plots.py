@@ -1,8 +1,10 @@
 """PNG plots from a runs.csv frame, a registry of ``name -> fn(df, out_dir) -> [(path, what it shows)]``.
 
-Every plot draws the mean over seeds with its 95% t-interval over seeds (a band, or error bars); a
-configuration with one seed gets its mean alone. Only measured points are joined. Panels that are compared
-share their y-axis (accuracy on 0-100), and legends sit outside the data.
+Every plot draws the mean over seeds with its 95% t-interval over seeds (a band, or error bars where points are not
+joined or a curve has one point); a configuration with one seed gets its mean alone. Each configuration has its own
+colour, marker and line style. Curves over epochs and severities join their measured points; robust accuracy
+against epsilon shows markers only (a line between two epsilons would read as a measured linear trend). Panels that
+are compared share their y-axis (accuracy on 0-100), and legends sit outside the data.
 """
 
 from __future__ import annotations
@@ -12,25 +14,28 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from robustbench_mix.attacks.base import WORST, attack_norm  # noqa: E402
 from robustbench_mix.core.atomic import atomic_write_bytes  # noqa: E402
 from robustbench_mix.core.registry import Registry  # noqa: E402
-from robustbench_mix.core.units import Norm
+from robustbench_mix.core.units import Norm  # noqa: E402
 from robustbench_mix.experiment.grids import SURROGATE_SUFFIX  # noqa: E402
 from robustbench_mix.methods import run_label  # noqa: E402
+
+# the drawing helpers, kept apart to keep this module to the figures (mean_ci is imported from here too)
+from robustbench_mix.reports.drawing import _colors, _draw, _legend_outside, _styles, curve, mean_ci  # noqa: E402,F401
 from robustbench_mix.store.schema import adversarial, corrupted, corruption_parts
 from robustbench_mix.store.summary import last_epoch, method_options  # noqa: E402
 
 FIGURES: Registry = Registry("figure")
 KEYS = ["dataset", "model", "method", "alpha", "dropout", "method_options", "noise"]
-INTERVAL = ("lines and bars: mean over seeds; shading and error bars: 95% t-interval over seeds (none for a "
+INTERVAL = ("lines, markers and bars: mean over seeds; shading and error bars: 95% t-interval over seeds (none for a "
             "configuration with one seed)")
 
 
@@ -55,53 +60,9 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high): the t-interval over seeds; low = high = nan for one seed (no interval)."""
-    v = np.asarray(values, dtype=float)
-    m = float(v.mean())
-    if len(v) < 2:
-        return m, np.nan, np.nan
-    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return m, m - half, m + half
-
-
-def curve(g: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Per x: mean, low, high of ``value`` (in %) over the runs (seeds) measured there."""
-    rows = [(xv, *mean_ci(100 * s["value"])) for xv, s in g.groupby(x)]
-    return pd.DataFrame(rows, columns=[x, "mean", "low", "high"]).sort_values(x)
-
-
 def _targets(df: pd.DataFrame) -> pd.DataFrame:
     df = df[~df["preset"].str.endswith(SURROGATE_SUFFIX)]
     return df.assign(method_options=method_options(df))
-
-
-def _draw(ax, c: pd.DataFrame, x: str, name: str, color: str, marker: str | None = "o") -> None:
-    ax.plot(c[x], c["mean"], marker=marker, ms=4, label=name, color=color)
-    if c["low"].notna().any():
-        ax.fill_between(c[x], c["low"], c["high"], color=color, alpha=0.18, lw=0)
-
-
-def _legend_outside(fig, axes) -> None:
-    """One legend for the figure, to the right of the panels (never over the data)."""
-    handles, labels = {}, []
-    for ax in np.ravel(axes):
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in handles:
-                handles[lab] = h
-                labels.append(lab)
-    if labels:
-        fig.legend([handles[lab] for lab in labels], labels, loc="center left", bbox_to_anchor=(1.0, 0.5),
-                   fontsize=8, frameon=False)
-
-
-def _colors(groups) -> dict:
-    """The same configuration gets the same colour in every panel, and no two the same (tab20 beyond ten)."""
-    keys = list(dict.fromkeys(groups))
-    if len(keys) <= 10:
-        return {k: f"C{i}" for i, k in enumerate(keys)}
-    cmap = matplotlib.colormaps["tab20"]
-    return {k: cmap(i % 20) for i, k in enumerate(keys)}
 
 
 def _asked_eps(df: pd.DataFrame) -> dict[str, set[float]]:
@@ -140,13 +101,31 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
         grid.append([a if a.startswith("bb:") else f"bb:{a}" if f"bb:{a}" in black else "" for a in cols])
     fig, axes = plt.subplots(len(grid), len(cols), figsize=(3.3 * len(cols), 2.9 * len(grid)), squeeze=False,
                              sharey=True, sharex=not l2)
-    colors = _colors(d.groupby(KEYS, sort=True).groups)
+    styles = _styles(d.groupby(KEYS, sort=True).groups)
+    keys = list(styles)
+    not_shared = bool(l2)  # panels get their own x-axis where an L2 norm is among them (see plt.subplots)
     for ax, a in zip(axes.flat, [a for row in grid for a in row], strict=True):
         if not a:
             ax.axis("off")
             continue
-        for k, g in d[d["attack"] == a].groupby(KEYS, sort=True):
-            _draw(ax, curve(g, "x"), "x", label(dict(zip(KEYS, k, strict=True))), colors[k])
+        here = d[d["attack"] == a]
+        same_norm = d[d["norm"] == here["norm"].iloc[0]]
+        # one spacing for every panel of a norm (they may share the x-axis), from all of its epsilons
+        xs = np.sort((here if not_shared else same_norm)["x"].unique())
+        single = len(xs) == 1
+        # the configurations side by side within 40% of the closest two epsilons' gap, so that no point strays
+        # towards another epsilon; one epsilon: a narrow axis around it
+        gap = 0.25 * max(abs(float(xs[0])), 1.0) if single else float(np.diff(xs).min())
+        step = 0.4 * gap / max(len(keys) - 1, 1)
+        for k, g in here.groupby(KEYS, sort=True):
+            color, marker, _ = styles[k]
+            shift = (keys.index(k) - (len(keys) - 1) / 2) * step
+            _draw(ax, curve(g, "x"), "x", label(dict(zip(KEYS, k, strict=True))), color, marker, points=True,
+                  dx=shift)
+        ax.set_xticks(xs)  # ticks at the measured epsilons only
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        if single:
+            ax.set_xlim(xs[0] - gap / 2, xs[0] + gap / 2)
         threat = "black-box" if a.startswith("bb:") else "per-example worst case" if a in WORST else "white-box"
         ax.set_title(plain(f"{a.removeprefix('bb:')} ({threat})"), fontsize=9)
         ax.set_ylim(-2, 102)
@@ -165,10 +144,12 @@ def robust_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
 @FIGURES.register("robust_accuracy")
 def _robust_figure(df: pd.DataFrame, out: Path) -> list[tuple[Path, str]]:
     p = robust_accuracy(df, out / "robust_accuracy.png")
-    return [(p, "Test accuracy (%) under attack against epsilon (/255; L2 attacks: their L2 radius), one panel per "
-                "attack on one 0-100 axis; "
-                "only the epsilons the runs asked for (the gradient-masking check epsilon is in the table, not "
-                "on the curve)")] if p else []
+    l2 = df["attack"].map(attack_norm).eq(Norm.L2).any()
+    return [(p, "Test accuracy (%) under attack against epsilon (/255" + ("; L2 attacks: their L2 radius" if l2 else "")
+                + "), one panel per attack on one 0-100 axis; only the epsilons the runs asked for (the "
+                "gradient-masking check epsilon is in the table, not in the plot); markers are the measured epsilons, "
+                "not joined (accuracy between them was not measured), each configuration shifted a little sideways "
+                "so that equal values stay visible")] if p else []
 
 
 # ------------------------------------------------------------------------------------ training curves
@@ -181,11 +162,12 @@ def training_curves(df: pd.DataFrame, path: Path) -> Path | None:
         return None
     panels = [(test, "test accuracy (%)")] + ([(mem, "corrupted labels memorized (%)")] if len(mem) else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.3), squeeze=False, sharey=True)
-    colors = _colors(test.groupby(KEYS, sort=True).groups)
+    styles = _styles(test.groupby(KEYS, sort=True).groups)
     for ax, (d, title) in zip(axes[0], panels, strict=True):
         for k, g in d.groupby(KEYS, sort=True):
+            color, marker, ls = styles.get(k, ("C9", "o", "-"))
             _draw(ax, curve(g, "epoch"), "epoch", label(dict(zip(KEYS, k, strict=True))),
-                  colors.get(k, "C9"), marker="." if g["epoch"].nunique() < 40 else None)
+                  color, marker=marker if g["epoch"].nunique() < 40 else None, ls=ls)
         ax.set_xlabel("epoch")
         ax.set_title(title, fontsize=9)
         ax.set_ylim(-2, 102)
@@ -234,10 +216,11 @@ def corruption_accuracy(df: pd.DataFrame, path: Path) -> Path | None:
     rows = -(-len(names) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols, 2.5 * rows), squeeze=False, sharey=True,
                              sharex=True)
-    colors = _colors(c.groupby(KEYS, sort=True).groups)
+    styles = _styles(c.groupby(KEYS, sort=True).groups)
     for ax, name in zip(axes.flat, names, strict=False):
         for k, g in c[c["corruption"] == name].groupby(KEYS, sort=True):
-            _draw(ax, curve(g, "severity"), "severity", label(dict(zip(KEYS, k, strict=True))), colors[k])
+            color, marker, ls = styles[k]
+            _draw(ax, curve(g, "severity"), "severity", label(dict(zip(KEYS, k, strict=True))), color, marker, ls)
         ax.set_title(plain(name), fontsize=9)
         ax.set_ylim(-2, 102)
         ax.set_xticks(range(1, 6))

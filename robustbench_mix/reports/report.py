@@ -13,12 +13,18 @@ import base64
 import html
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
 
+from robustbench_mix.attacks.base import attack_norm
 from robustbench_mix.core.atomic import atomic_write_text
+from robustbench_mix.core.units import Norm
+from robustbench_mix.data.base import short_name
+from robustbench_mix.evaluation.metrics import CHECK_PREFIX, NA_PREFIX
 from robustbench_mix.experiment.grids import SURROGATE_SUFFIX
+from robustbench_mix.methods import run_label
 from robustbench_mix.reports.claims import check_all, section
 from robustbench_mix.reports.plots import FIGURES, INTERVAL
 from robustbench_mix.reports.tables import TABLES, tables_for
@@ -28,18 +34,99 @@ from robustbench_mix.store.summary import configuration_key, last_epoch, subset_
 
 # what each table shows, for its caption (the table's own text says how it is computed)
 TABLE_CAPTIONS = {
-    "robust": "Robust accuracy (%) on the test set against epsilon (/255; L2 attacks: columns L2=radius, the L2 "
-              "norm in [0, 1] pixel space) per configuration and attack, mean over seeds; 0/255 is the white-box "
-              "attacks' clean reference, and the largest column the gradient-masking "
-              "check (PGD there must break the model)",
+    "robust": "Robust accuracy (%) on the test set per configuration, attack and epsilon (/255{l2}), mean ± std "
+              "over seeds, one table per threat model; PGD at the largest L-infinity epsilon is the gradient-masking "
+              "check (it must break the model); epsilon 0 (each white-box attack's clean reference) is in "
+              "robust_accuracy.csv",
     "corruptions": "Accuracy (%) on the test set under each common corruption, mean over severities 1-5 and seeds",
     "table2": "The paper's Table 2 layout: test and training error (%) with corrupted labels, mean ± std over seeds",
     "table3": "The paper's Table 3 layout: test error (%) under white-box and black-box attacks, mean ± std over seeds",
 }
 
 
+L2_NOTE = "; L2 attacks: columns L2=radius, the L2 norm in [0, 1] pixel space"
+# the summary's raw column names, as a reader calls them
+SUMMARY_TITLES = {"train_corrupted memorized": "memorized (corrupted training labels)",
+                  "train_corrupted acc": "train acc on corrupted labels (true labels)",
+                  "train noise_realized": "labels changed", "surrogate_seed": "black-box surrogate seed"}
+
+
 def _list(values) -> str:
     return ", ".join(str(v) for v in values)
+
+
+def has_l2(df: pd.DataFrame) -> bool:
+    """Whether any L2 attack ran: captions speak of L2 radii only then."""
+    return bool(df["attack"].map(attack_norm).eq(Norm.L2).any())
+
+
+def readable_summary(df: pd.DataFrame) -> str:
+    """The summary table with the method as its title (``TRADES (β=6, eps=32, steps=5, step_size=8)``, not ``trades``,
+    ``alpha`` 6 and ``eps=32.0:steps=5.0:...``) and the metric columns named for a reader."""
+    summary = summarize(df)
+    if "method" in summary and len(summary):
+        cols = [c for c in ("alpha", "dropout", "method_options") if c in summary]
+        get = {c: (summary[c] if c in summary else pd.Series([0.0 if c != "method_options" else ""] * len(summary)))
+               for c in ("alpha", "dropout", "method_options")}
+        summary = summary.assign(method=[run_label(m, a, d, o if isinstance(o, str) else "") for m, a, d, o in zip(
+            summary["method"], get["alpha"], get["dropout"], get["method_options"], strict=True)]).drop(columns=cols)
+    md = summary_markdown(summary)
+    head, rest = md.split("\n", 1)
+    cells = [c.strip() for c in head.strip("|").split("|")]
+    for raw, title in SUMMARY_TITLES.items():
+        cells = [c.replace(raw, title) if c.startswith(raw) else c for c in cells]
+    cells = [f"robust {c.removeprefix('worst_l2 ').removeprefix('worst ')} (worst case)" if c.startswith("worst")
+             else c for c in cells]
+    return "| " + " | ".join(cells) + " |\n" + rest
+
+
+def check_kinds(df: pd.DataFrame) -> pd.DataFrame:
+    """Per kind of sanity check (``in_ball``, ``positive:autoattack_le_pgd``, ...) at the runs' final epoch: how many
+    passed, failed and had nothing to compare."""
+    d = last_epoch(df)
+    d = d[d["metric"].str.startswith((CHECK_PREFIX, NA_PREFIX))]
+    if d.empty:
+        return pd.DataFrame(columns=["check", "passed", "failed", "nothing to compare"])
+    parts = d["metric"].str.split(":")
+    kind = [":".join(p[1:3]) if p[1] == "positive" else p[1] for p in parts]
+    d = d.assign(kind=kind, na=d["metric"].str.startswith(NA_PREFIX))
+    g = d.groupby("kind", sort=False)
+    out = pd.DataFrame({"passed": g.apply(lambda t: int(((t["value"] >= 0.5) & ~t["na"]).sum())),
+                        "failed": g.apply(lambda t: int(((t["value"] < 0.5) & ~t["na"]).sum())),
+                        "nothing to compare": g["na"].sum().astype(int)})
+    return out.rename_axis("check").reset_index()
+
+
+def checks_markdown(df: pd.DataFrame) -> str:
+    """Each kind of sanity check, passed or failed (what 'checks failed' counts), or "" where none ran."""
+    t = check_kinds(df)
+    if t.empty:
+        return ""
+    lines = ["| check | passed | failed | nothing to compare |", "|---|---|---|---|"]
+    lines += [f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |" for r in t.itertuples(index=False)]
+    return ("Sanity checks of the attacks (each kind over every run, attack and epsilon it applies to; the "
+            "positive controls are the `positive:` ones; a failed check flags that run's robust numbers; "
+            "docs/protocol.md says what each tests):\n\n" + "\n".join(lines) + "\n")
+
+
+def reproduce_command(cmd: str, results_dir: Path) -> str:
+    """The command that made the rows, with ``--out`` pointing at this results directory (where the rows were
+    made somewhere else, e.g. a temporary directory, before they were copied here)."""
+    try:
+        argv = shlex.split(cmd)
+    except ValueError:
+        return cmd
+    here = Path(results_dir)
+    try:
+        here = here.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        pass
+    for i, a in enumerate(argv):
+        if a == "--out" and i + 1 < len(argv):
+            argv[i + 1] = str(here)
+        elif a.startswith("--out="):
+            argv[i] = f"--out={here}"
+    return shlex.join(argv)
 
 
 def context(df: pd.DataFrame) -> str:
@@ -56,27 +143,35 @@ def context(df: pd.DataFrame) -> str:
     rule = "a class-stratified {} of the test images" if stratified else "the first {} test images"
     attacked = "" if not samples else "; attacks on " + " / ".join(
         "every test image" if s == 0 else rule.format(s) for s in samples)
-    return (f"Data set {_list(sorted(d['dataset'].unique()))}; model {_list(sorted(d['model'].unique()))}; "
+    names = sorted({short_name(x) for x in d["dataset"].unique()})  # a folder's name, never a local path
+    return (f"Data set {_list(names)}; model {_list(sorted(d['model'].unique()))}; "
             f"{len(runs)} runs, seeds {_list(seeds)} ({n} per configuration){attacked}; accuracies, ECE and "
-            "memorized in %, epsilons in /255 (L2 radii as L2=r).")
+            f"memorized in %, epsilons in /255{' (L2 radii as L2=r)' if has_l2(d) else ''}.")
 
 
 def build(results_dir: Path, relax: tuple[str, ...] = ()) -> tuple[str, list[Path]]:
     """The report's Markdown, and the PNGs made for it (written into ``results_dir`` with the tables)."""
     df = load_results(results_dir)
+    df = df.assign(dataset=df["dataset"].map(short_name))  # what the page shows: a folder's name, not its path
     ctx = context(df)
     parts = [f"# robustbench_mix report: {results_dir.name}", ""]
     presets = sorted(set(df["preset"]))
     cmd = df["command"].iloc[-1]
     parts += [f"Preset(s): {', '.join(presets)}. {df['run_id'].nunique()} runs; torch {df['torch'].iloc[0]}; "
               f"device {df['device'].iloc[0]}; git {df['git_rev'].iloc[0]}.", "",
-              f"Reproduce with: `{cmd}`", "", "## Summary (final epoch, mean ± std over seeds)", "",
-              summary_markdown(summarize(df)) + (f"\n{subset_note(df)}\n" if subset_note(df) else ""),
+              f"Reproduce with: `{reproduce_command(cmd, results_dir)}`", "",
+              "## Summary (final epoch, mean ± std over seeds)", "",
+              readable_summary(df) + (f"\n{subset_note(df)}\n" if subset_note(df) else ""),
               f"*Table: clean and robust accuracy, calibration and memorization per configuration. {ctx}*", ""]
+    checks = checks_markdown(df)
+    if checks:
+        parts += [checks]
+    l2 = has_l2(df)
     for name in tables_for(df):
         md = TABLES.get(name)(df, results_dir)
         if md:
-            parts += [md, f"*Table: {TABLE_CAPTIONS.get(name, name)}. {ctx}*", ""]
+            caption = TABLE_CAPTIONS.get(name, name).format(l2=L2_NOTE if l2 else "")
+            parts += [md, f"*Table: {caption}. {ctx}*", ""]
     images = []
     seeds = last_epoch(df).drop_duplicates("run_id").groupby(df["config"].map(configuration_key))["seed"].nunique()
     spread = INTERVAL if seeds.max() > 1 else "one seed per configuration, so no interval is drawn"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustbench_mix.attacks.base import attack_norm
+from robustbench_mix.attacks.base import WORST, attack_norm
 from robustbench_mix.core.atomic import atomic_write_text
 from robustbench_mix.core.registry import Registry
 from robustbench_mix.core.units import Norm, fmt_eps, grid_key, to_255
@@ -197,7 +197,9 @@ def _percent_md(t: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- robust accuracy vs eps
 @TABLES.register("robust")
 def robust_table(df: pd.DataFrame, out: Path) -> str:
-    """Robust accuracy (%) against epsilon for every configuration and attack, plus its plot."""
+    """Robust accuracy (%) against epsilon for every configuration and attack: robust_accuracy.csv in long form
+    (a row per configuration and attack, a column per epsilon), and for reading one table per threat model, a
+    row per configuration and a column per attack and epsilon, mean ± std over seeds."""
     d = _label_runs(last_epoch(df))
     d = d[(d["split"] == "test") & (d["metric"] == "acc") & adversarial(d)]
     if d.empty:
@@ -210,9 +212,37 @@ def robust_table(df: pd.DataFrame, out: Path) -> str:
                       aggfunc="mean")
     t.columns = [f"L2={e:g}" if l2 else fmt_eps(round(e, 3)) for l2, e in t.columns]
     atomic_write_csv(t.reset_index(), out / "robust_accuracy.csv")
-    md = "## Robust accuracy (%) against epsilon\n\n" + _percent_md(t)
+    md = "## Robust accuracy (%) against epsilon\n\n" + "\n".join(
+        _per_threat_md(d[d["o_norm"] == l2], "L2" if l2 else "L-infinity") for l2 in (False, True)
+        if (d["o_norm"] == l2).any())
     atomic_write_text(out / "robust_accuracy.md", md)
     return md
+
+
+def _per_threat_md(d: pd.DataFrame, threat: str) -> str:
+    """One threat model's rows as a table: a row per (variant, noise), a column per attack at each epsilon (white-box,
+    the per-example worst case, then black-box), mean ± std over seeds; epsilon 0 (each attack's clean reference)
+    and empty columns left out (robust_accuracy.csv has them)."""
+    d = d[d["e_col"] > 0]
+    if d.empty:
+        return ""
+    order = {a: (a.startswith("bb:"), a in WORST, a) for a in d["attack"].unique()}
+    per_run = d.groupby(["variant", "noise", "attack", "e_col", "run_id"], sort=False)["acc"].mean().reset_index()
+    g = per_run.groupby(["variant", "noise", "attack", "e_col"])["acc"]
+    stats = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1)}).reset_index()
+    cols = sorted({(a, e) for a, e in zip(stats["attack"], stats["e_col"], strict=True)},
+                  key=lambda k: (order[k[0]], k[1]))
+    def title(a: str) -> str:  # 'worst_l2' and 'bb:pgd' as a reader says them
+        return "worst case" if a in WORST else f"black-box {a.removeprefix('bb:')}" if a.startswith("bb:") else a
+
+    name = {(a, e): f"{title(a)} {f'L2={e:g}' if threat == 'L2' else fmt_eps(round(e, 3))}" for a, e in cols}
+    lines = [f"### {threat}", "", "| method | noise | " + " | ".join(name[c] for c in cols) + " |",
+             "|" + "---|" * (len(cols) + 2)]
+    for (v, p), rows in stats.groupby(["variant", "noise"], sort=True):
+        cell = {(r.attack, r.e_col): f"{r.mean:.1f}" + ("" if pd.isna(r.std) else f" ± {r.std:.1f}")
+                for r in rows.itertuples(index=False)}
+        lines.append(f"| {v} | {p:g} | " + " | ".join(cell.get(c, "") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- common corruptions

@@ -16,7 +16,8 @@ from robustbench_mix.store.schema import to_frame
 from robustbench_mix.store.write import atomic_write_csv
 
 E8 = round(8 / 255, 6)
-EXP = Experiment(preset="api", model="user:net", method="external", epochs=0, attacks=("pgd",), eps=(8.0,))
+EXP = Experiment(preset="api", dataset="cifar10", model="user:net", method="external", epochs=0, attacks=("pgd",),
+                 eps=(8.0,))
 ROWS = [{"epoch": 0, "split": "test", "attack": a, "eps": eps, "metric": m, "value": v}
         for a, eps, m, v in (("none", 0.0, "acc", 0.9), ("none", 0.0, "nll", 0.3), ("pgd", E8, "acc", 0.5),
                              ("pgd", E8, "box_violation", 0.0), ("check", E8, "check:in_ball:pgd", 1.0))]

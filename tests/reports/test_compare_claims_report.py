@@ -188,14 +188,15 @@ def _assert_report_shows(d, relax=()):
     it made (each PNG's own bytes in the page), each figure and table with a caption."""
     import base64
 
+    from robustbench_mix.data.base import short_name
     from robustbench_mix.reports.claims import section
+    from robustbench_mix.reports.report import readable_summary
     from robustbench_mix.store.load import load_results
-    from robustbench_mix.store.summary import summarize, summary_markdown
 
     md, page = write_report(d, relax)
     text, html = md.read_text(), page.read_text()
     df = load_results(d)
-    assert summary_markdown(summarize(df)) in text
+    assert readable_summary(df.assign(dataset=df["dataset"].map(short_name))) in text
     assert section(check_all(df, relax), relax) in text
     pngs = [p for p in sorted(d.glob("*.png")) if f"]({p.name})" in text]
     assert len(pngs) >= 2
@@ -381,34 +382,44 @@ ROBUSTBENCH_KEYS = {"name", "dataset", "architecture", "eps", "clean_acc", "auto
 def test_leaderboard_entry_of_a_suite_run_names_its_attack_and_test_examples(tmp_path, capsys):
     from robustbench_mix.cli.leaderboard import main as leaderboard_main
     from robustbench_mix.data.sources import load_digits
+    from robustbench_mix.store.write import atomic_write_csv
 
     df = _reference("quick")
     erm = df[(df["method"] == "erm") & (df["noise"] == 0)]
     rid = erm["run_id"].iloc[0]
-    assert leaderboard_main([str(REFERENCE / "quick"), "--run", rid, "--out", str(tmp_path / "e.json")]) == 0
+    # digits is no RobustBench data set: refused; the same rows labelled cifar10 make an entry
+    assert leaderboard_main([str(REFERENCE / "quick"), "--run", rid]) == 2
+    assert "digits is not one of RobustBench's" in capsys.readouterr().err
+    (tmp_path / "c").mkdir()
+    atomic_write_csv(erm.assign(dataset="cifar10", config=erm["config"].str.replace('"dataset":"digits"',
+                                                                                    '"dataset":"cifar10"')),
+                     tmp_path / "c" / "runs.csv")
+    relabelled = Experiment.from_json(erm["config"].iloc[0].replace('"dataset":"digits"', '"dataset":"cifar10"'))
+    assert leaderboard_main([str(tmp_path / "c"), "--run", rid, "--out", str(tmp_path / "e.json")]) == 0
     e = json.loads((tmp_path / "e.json").read_text())
     assert set(e) & ROBUSTBENCH_KEYS == {"name", "dataset", "architecture", "eps", "clean_acc", "additional_data",
                                          "number_forward_passes", "footnote"}
     final = erm[erm["epoch"] == erm["epochs"]]
-    assert e["dataset"] == "digits" and e["threat_model"] == "Linf" and e["eps"] == "8/255"
+    assert e["dataset"] == "cifar10" and e["threat_model"] == "Linf" and e["eps"] == "8/255"
     assert e["clean_acc"] == f"{100 * _per_seed(final)[0]:.2f}"
     assert e["robust_acc"] == f"{100 * _per_seed(final, 'acc', 'worst', round(8 / 255, 6))[0]:.2f}"
     assert "autoattack_acc" not in e and "not AutoAttack" in e["footnote"]
     assert e["robust_attack"].startswith("per-example worst case over fgsm, pgd (10 steps")
-    assert e["n_examples"] == len(load_digits(None).test_y) == 497
-    assert "corruptions_acc" not in e and e["run_id"] == rid
+    # these rows predate the n_eval column: every test image, by the (relabelled) data set's fixed test size
+    assert e["n_examples"] == 10000 and len(load_digits(None).test_y) == 497
+    assert "corruptions_acc" not in e and e["run_id"] == relabelled.run_id
     # several runs and no choice: refused, naming them; an epsilon not measured: refused
     assert leaderboard_main([str(REFERENCE / "quick")]) == 2
     assert "choose one with --run" in capsys.readouterr().err
-    assert leaderboard_main([str(REFERENCE / "quick"), "--run", rid, "--eps", "4/255"]) == 2
+    assert leaderboard_main([str(tmp_path / "c"), "--run", rid, "--eps", "4/255"]) == 2
     assert "eps 4/255 was not measured" in capsys.readouterr().err
 
 
 def test_leaderboard_entry_with_autoattack_and_corruptions_uses_robustbenchs_fields():
     from robustbench_mix.reports.leaderboard import entry
 
-    exp = Experiment(preset="api", model="user:net", method="external", epochs=0, attacks=("pgd", "autoattack"),
-                     eps=(8.0,), attack_samples=100, corruptions=("gaussian_noise",))
+    exp = Experiment(preset="api", dataset="cifar10", model="user:net", method="external", epochs=0,
+                     attacks=("pgd", "autoattack"), eps=(8.0,), attack_samples=100, corruptions=("gaussian_noise",))
     e8 = round(8 / 255, 6)
     rows = [{"epoch": 0, "split": "test", "attack": a, "eps": eps, "metric": "acc", "value": v}
             for a, eps, v in (("none", 0.0, 0.9), ("pgd", e8, 0.5), ("autoattack", e8, 0.4), ("worst", e8, 0.4),

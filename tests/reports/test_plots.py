@@ -1,5 +1,6 @@
-"""Plots people can read: mean with a 95% t-interval over seeds, only measured points joined, shared axes,
-legends outside the data, calibration labels that do not overlap."""
+"""Plots people can read: mean with a 95% t-interval over seeds, robust accuracy as markers with error bars (never
+joined), configurations that stay visible when equal, shared axes, legends outside the data, calibration labels
+that do not overlap."""
 
 from pathlib import Path
 
@@ -44,7 +45,17 @@ def _panels(fig):
     return {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
 
 
-def test_robust_plot_joins_only_measured_points_with_intervals_on_one_axis(figures, tmp_path):
+def _points(ax) -> dict:
+    """label -> (x, y, has an interval, joined) of each configuration's error-bar markers."""
+    out = {}
+    for c in ax.containers:
+        line, _, bars = c.lines
+        out[c.get_label()] = (np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float), bool(bars),
+                              line.get_linestyle() not in ("None", "none", ""))
+    return out
+
+
+def test_robust_plot_shows_only_measured_points_with_intervals_on_one_axis(figures, tmp_path):
     df = _runs("quick-3seeds")  # eps 2, 8, 16 asked; PGD also at the 64/255 check epsilon
     plots.robust_accuracy(df, tmp_path / "r.png")
     (fig,) = figures
@@ -53,16 +64,36 @@ def test_robust_plot_joins_only_measured_points_with_intervals_on_one_axis(figur
     for ax in panels.values():
         assert ax.get_ylim() == (-2, 102)  # one 0-100 axis for every panel
         assert ax.get_legend() is None  # the legend is the figure's, outside the panels
-        for line in ax.get_lines():
-            assert set(line.get_xdata()) <= {0.0, 2.0, 8.0, 16.0}  # never the 64/255 check epsilon
-        assert len(ax.collections) == 4  # a 95% band per configuration (3 seeds each)
-    pgd = panels["pgd (white-box)"]
-    erm = next(line for line in pgd.get_lines() if line.get_label() == "ERM, noise 0")
-    assert list(erm.get_xdata()) == [0.0, 2.0, 8.0, 16.0]
+        points = _points(ax)
+        assert len(points) == 4  # a configuration each, each with its 95% error bars (3 seeds each)
+        for x, _, interval, joined in points.values():
+            assert interval and not joined  # markers only: no line reads as a trend between two epsilons
+            # at a measured epsilon, shifted sideways by a few % of the axis; never the 64/255 check epsilon
+            assert all(min(abs(v - e) for e in (0.0, 2.0, 8.0, 16.0)) <= 0.04 * 16 for v in x)
+    pgd = _points(panels["pgd (white-box)"])
+    x, y, _, _ = pgd["ERM, noise 0"]
+    assert np.allclose(x - x[0], [0.0, 2.0, 8.0, 16.0]) and abs(x[0]) < 1  # one shift for all its points
     final = df[(df["epoch"] == df["epochs"]) & (df["attack"] == "pgd") & (df["method"] == "erm")
                & (df["noise"] == 0) & (df["metric"] == "acc") & np.isclose(df["eps"] * 255, 8, atol=1e-3)]
-    assert erm.get_ydata()[2] == pytest.approx(100 * final["value"].mean())
+    assert y[2] == pytest.approx(100 * final["value"].mean())
     assert len(fig.legends) == 1 and fig.legends[0].get_bbox_to_anchor().x0 >= fig.axes[-1].get_position().x1 - 1e-6
+
+
+def test_configurations_with_equal_values_stay_visible_side_by_side(figures, tmp_path):
+    plots.robust_accuracy(_runs("quick"), tmp_path / "r.png")  # ERM and mixup at 100% without noise
+    (fig,) = figures
+    ax = _panels(fig)["fgsm (white-box)"]
+    markers = {c.get_label(): c.lines[0].get_marker() for c in ax.containers}
+    erm, mix = _points(ax)["ERM, noise 0"], _points(ax)["mixup (α=1), noise 0"]
+    assert erm[0][0] != mix[0][0] and markers["ERM, noise 0"] != markers["mixup (α=1), noise 0"]
+
+
+def test_a_single_epsilon_panel_draws_its_interval(figures, tmp_path):
+    plots.robust_accuracy(_runs("robust-cpu"), tmp_path / "r.png")  # one epsilon per norm, 3 seeds
+    (fig,) = figures
+    for title in ("worst (per-example worst case)", "pgd (black-box)"):
+        points = _points(_panels(fig)[title])
+        assert len(points) == 5 and all(interval for _, _, interval, _ in points.values())
 
 
 def test_black_box_panels_sit_under_their_white_box_twins_on_the_same_axis(figures, tmp_path):

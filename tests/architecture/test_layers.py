@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "robustbench_mix"
 LAYERS = [
     {"core"},  # errors, registry, atomic writes, units, device policy, the torch-file reader, the version
     {"data", "models", "attacks", "corruptions", "methods"},  # the parts a run is made of
-    {"experiment"},  # what a run is: Experiment, validation against the parts' registries, grids, presets
+    {"experiment", "plugins"},  # what a run is: Experiment, validation, grids, presets; the plugins and contracts
     {"evaluation"},  # rows of a trained model: metrics, attacks, corruptions, checks
     {"training"},  # fit (which evaluates its curves)
     {"store"},  # the results contract: rows, loading, merging, summaries

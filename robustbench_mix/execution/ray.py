@@ -72,7 +72,7 @@ def worker_plugins(exp: Experiment, job: Job) -> str:
     """Load the driver's plugins in this worker (the same paths, on a shared file system or shipped with the job);
     '' when the run's plugin entries here are the driver's, else why the worker refuses the run."""
     try:
-        load_plugins(job.plugins)
+        load_plugins(job.plugins, only=True)
     except UsageError as e:
         return f"on worker {socket.gethostname()}: {e}"
     here = plugin_record(exp, keep_unknown=False)

@@ -31,9 +31,10 @@ from robustbench_mix.methods import METHODS, Method
 from robustbench_mix.models.base import MODELS
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")  # no ':' or ',': the grammar of --methods and --model
-# the plugin being imported (its label: the file's name or the module's); set by loading.py
-LOADING: list[str] = []
-# label -> the (registry, name) entries that plugin registered, so a failed or changed plugin is unloaded whole
+# the plugin being imported: (its label, the file's name or the module's; its key, the spec as loaded); set by
+# loading.py
+LOADING: list[tuple[str, str]] = []
+# key -> the (registry, name) entries that plugin registered, so a failed or changed plugin is unloaded whole
 REGISTERED: dict[str, list[tuple[Registry, str]]] = {}
 
 
@@ -56,16 +57,16 @@ def fingerprint(kind: str, name: str, fn) -> str:
 
 
 def _register(registry: Registry, kind: str, name, fn, entry) -> None:
-    label = LOADING[-1] if LOADING else getattr(fn, "__module__", "") or "__main__"
+    label, key = LOADING[-1] if LOADING else (getattr(fn, "__module__", "") or "__main__",) * 2
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise UsageError(f"plugin {label}: {kind} name {name!r} is not letters, digits, _ . - (no ':' or ',')")
     origin = Origin(label, fingerprint(kind, name, fn))
     registry.register(name, origin)(entry)
-    REGISTERED.setdefault(label, []).append((registry, name))
+    REGISTERED.setdefault(key, []).append((registry, name))
 
 
 def _problem(label_kind: str, name: str, text: str) -> UsageError:
-    label = LOADING[-1] if LOADING else "(not loaded by --plugin)"
+    label = LOADING[-1][0] if LOADING else "(not loaded by --plugin)"
     return UsageError(f"plugin {label}: {label_kind} {name!r}: {text}")
 
 

@@ -40,15 +40,17 @@ def is_path(spec: str) -> bool:
     return spec.endswith(".py") or "/" in spec or os.sep in spec
 
 
-def unload(label: str) -> None:
-    for registry, name in REGISTERED.pop(label, []):
+def unload(key: str) -> None:
+    """A plugin's entries (``key``: the spec as loaded) out of the registries."""
+    for registry, name in REGISTERED.pop(key, []):
         registry.unregister(name)
+    _LOADED.pop(key, None)
 
 
 def unload_all() -> None:
     """Every plugin's entries out of the registries (tests; a fresh start in a long-lived process)."""
-    for label in list(REGISTERED):
-        unload(label)
+    for key in list(REGISTERED):
+        unload(key)
     _LOADED.clear()
     _ENTRY_POINTS.clear()
 
@@ -63,22 +65,22 @@ def _where(e: BaseException) -> str:
     return f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
 
 
-def _run(label: str, execute) -> None:
+def _run(label: str, key: str, execute) -> None:
     """Import one plugin under its label; any failure becomes one UsageError, and its entries are removed."""
-    LOADING.append(label)
+    LOADING.append((label, key))
     try:
         execute()
     except UsageError as e:
-        unload(label)
+        unload(key)
         raise UsageError(str(e) if str(e).startswith("plugin ") else f"plugin {label}: {e}") from None
     except SyntaxError as e:
-        unload(label)
+        unload(key)
         raise UsageError(f"plugin {label}: syntax error at line {e.lineno}: {e.msg}") from None
     except ImportError as e:
-        unload(label)
+        unload(key)
         raise UsageError(f"plugin {label}: import error: {first_line(e)}{_where(e)}") from None
     except Exception as e:  # anything its code raises while it is imported
-        unload(label)
+        unload(key)
         raise UsageError(f"plugin {label}: {e.__class__.__name__} while importing it: {first_line(e)}{_where(e)}") \
             from None
     finally:
@@ -102,7 +104,7 @@ def _load_file(spec: str) -> str:
     if _LOADED.get(resolved) == sha:
         return resolved
     if resolved in _LOADED:  # the file changed since it was loaded: its old entries go
-        unload(label)
+        unload(resolved)
     name = f"robustbench_mix_plugin_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_" \
            f"{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
     module_spec = importlib.util.spec_from_file_location(name, resolved)
@@ -116,7 +118,7 @@ def _load_file(spec: str) -> str:
             sys.modules.pop(name, None)
             raise
 
-    _run(label, execute)
+    _run(label, resolved, execute)
     _LOADED[resolved] = sha
     return resolved
 
@@ -129,16 +131,22 @@ def _load_module(spec: str) -> str:
 
     def execute():
         try:
-            importlib.import_module(spec)
+            _import(spec)
         except ModuleNotFoundError as e:
             if e.name and (spec == e.name or spec.startswith(e.name + ".")):
                 raise UsageError(f"plugin {spec}: no module named {e.name!r} is importable here (a file is given "
                                  "as PATH.py)") from None
             raise
 
-    _run(spec, execute)
+    _run(spec, spec, execute)
     _LOADED[spec] = ""
     return spec
+
+
+def _import(name: str):
+    """Import ``name`` and run it, again if it was imported before (its entries were unloaded since)."""
+    module = sys.modules.get(name)
+    return importlib.reload(module) if module is not None else importlib.import_module(name)
 
 
 def _entry_points() -> list:
@@ -148,14 +156,18 @@ def _entry_points() -> list:
         return []
 
 
-def load_plugins(specs: Sequence[str] = (), *, entry_points: bool = True) -> tuple[str, ...]:
+def load_plugins(specs: Sequence[str] = (), *, entry_points: bool = True, only: bool = False) -> tuple[str, ...]:
     """Load ``specs`` (files and modules) and, with ``entry_points``, the installed packages' plugins; returns
-    what was loaded (:func:`loaded_specs`)."""
+    what was loaded (:func:`loaded_specs`). ``only``: first unload the files and modules loaded before that are not
+    in ``specs`` (a Ray worker process that ran another grid's tasks)."""
+    if only:
+        for key in [k for k in _LOADED if k not in specs]:
+            unload(key)
     if entry_points:
         for ep in _entry_points():
             if ep.value in _ENTRY_POINTS:
                 continue
-            _run(ep.value.split(":")[0], ep.load)
+            _run(ep.value.split(":")[0], ep.value, lambda ep=ep: _import(ep.module))
             _ENTRY_POINTS.add(ep.value)
     for spec in specs:
         if not isinstance(spec, str) or not spec.strip():

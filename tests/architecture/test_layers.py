@@ -22,7 +22,8 @@ LAYERS = [
     {"execution"},  # one run end to end, executors, locks, the time limit, a grid
     {"reports"},  # tables, plots, report, compare, claims, leaderboard, headline
     {"api"},  # evaluate() and what it accepts
-    {"cli", "__init__", "__main__", "suite", "compare", "claims", "report", "leaderboard", "checkpoint", "bench"},
+    {"cli", "__init__", "__main__", "suite", "compare", "claims", "report", "leaderboard", "checkpoint", "bench",
+     "check"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

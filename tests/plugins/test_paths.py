@@ -9,6 +9,8 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
+from robustbench_mix.bench import without_plugins
+from robustbench_mix.cli.checkpoint import main as checkpoint
 from robustbench_mix.cli.claims import main as claims
 from robustbench_mix.cli.compare import main as compare
 from robustbench_mix.cli.leaderboard import main as leaderboard
@@ -48,6 +50,16 @@ def test_a_plugin_grid_runs_and_every_reading_command_reads_it(plugin_results, t
     capsys.readouterr()
     assert leaderboard([str(out), "--run", rid, "--eps", "8/255", *plugin]) == 0
     assert "my_mix" in json.dumps(json.loads(capsys.readouterr().out))
+    evaluated = tmp_path / "evaluated"  # the checkpoint command rebuilds the plugin's model from the run's config
+    assert checkpoint([str(out / "runs" / rid / "checkpoint.pt"), "--out", str(evaluated), "--no-progress",
+                       *plugin]) == 0
+    rows = load_runs(evaluated / "runs.csv")
+    assert set(rows["model"]) == {"my_net"} and set(rows["method"]) == {"my_mix"}
+    assert "my_fgsm" in set(rows["attack"])
+
+
+def test_bench_takes_the_plugin_flag_and_hands_the_script_the_rest():
+    assert without_plugins(["--plugin", "a.py", "--method", "my_mix", "--plugin=b.py"]) == ["--method", "my_mix"]
 
 
 def test_rows_of_a_plugin_that_is_not_loaded_are_still_read_and_named(plugin_results, tmp_path, capsys):

@@ -144,3 +144,32 @@ def test_an_interrupted_plugin_run_resumes_to_identical_numbers(write_plugin, sm
     with pytest.raises(Interrupted):
         run_experiment(exp, small_digits, run_dir=tmp_path / "a", options=quiet, hooks=(stop,))
     assert values(run_experiment(exp, small_digits, run_dir=tmp_path / "a", options=quiet)) == values(ref)
+
+
+def test_a_plugin_run_killed_with_sigkill_resumes_to_the_uninterrupted_numbers(write_plugin, tmp_path):
+    """As tests/execution/test_resume.py does for the built-ins: SIGKILL once a checkpoint exists, then rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    plugin = ["--plugin", str(write_plugin())]
+    args = [*plugin, "--methods", "my_mix", "--seeds", "0", "--noise", "0.4", "--epochs", "40", "--no-progress",
+            "--eps", "8/255", "--attacks", "fgsm,my_fgsm", "--attack-steps", "2", "--eval-every", "5"]
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    p = subprocess.Popen([sys.executable, "-m", "robustbench_mix.suite", "--out", str(out), *args], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/checkpoint.pt")) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.4)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (out / "runs.csv").exists(), "the run finished before it could be killed"
+    assert suite(["--out", str(out), *args]) == 0
+    assert suite(["--out", str(tmp_path / "ref"), *args]) == 0
+    final = [load_runs(d / "runs.csv").set_index(["run_id", "epoch", "split", "attack", "eps", "metric"])["value"]
+             .sort_index() for d in (out, tmp_path / "ref")]
+    pd.testing.assert_series_equal(*final)

@@ -41,6 +41,7 @@ M, METH, CORR = "", "methods/test_mixing.py", "corruptions/test_cifar_c.py"
 CCR = "reports/test_compare_claims_report.py"
 ATT, NUM, DATA = "attacks/test_linf.py", "evaluation/test_numbers.py", "data/test_data.py"
 SUB, CHK = "evaluation/test_subset_eps.py", "evaluation/test_checks.py"
+ADV, L2T = "methods/test_adversarial.py", "attacks/test_l2.py"
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,7 @@ MUTANTS = [
            "PGD's random start covers only half the ball", f"{ATT}:torchattacks and pgd", "random_start"),
     Mutant("margin_sign", "attacks/base.py", "return (wrong - true).sum()", "return (true - wrong).sum()",
            "the margin loss is minimized", f"{ATT}:margin_loss"),
-    Mutant("ce_summed", "attacks/base.py", "return F.cross_entropy(logits, y)  # mean",
-           "return F.cross_entropy(logits, y, reduction='sum')  # mean",
+    Mutant("ce_summed", "attacks/base.py", 'reduction="sum" if summed else "mean")', 'reduction="sum")',
            "CE summed over the batch: the same attacks (sign), but input_grad_abs_mean scales with the batch",
            f"{CHK}:masked", "input_grad"),
     Mutant("default_step_size", "attacks/base.py", "return 2.5 * eps / steps", "return 2.0 * eps / steps",
@@ -269,6 +269,48 @@ MUTANTS = [
            "fog drops the max_val rescaling", f"{CORR}:fog"),
     Mutant("frost_weights_swapped", "corruptions/weather.py", "c[0] * np.asarray(x) + c[1] * crops",
            "c[1] * np.asarray(x) + c[0] * crops", "frost blends image and frost the other way", f"{CORR}:frost"),
+    # ------------------------------------------- issue 34's round: adversarial training, L2, controls, time
+    Mutant("trades_default_beta", "methods/adversarial.py", 'param="β", default=6.0', 'param="β", default=1.0',
+           "TRADES' default beta is 1, not the reference's 6", f"{ADV}:not trades_defaults",
+           added="trades_defaults"),
+    Mutant("adv_steps_zero_allowed", "methods/adversarial.py", 'not_whole("steps", v, 1, MAX_STEPS)',
+           'not_whole("steps", v, 0, MAX_STEPS)',
+           "the refusal of steps below 1 is dropped", f"{ADV}:bad_options"),
+    Mutant("trades_kl_not_per_example", "methods/adversarial.py", "F.softmax(logits, 1)) / len(x)",
+           "F.softmax(logits, 1))", "TRADES' KL term summed over the batch, not divided by its size", ADV),
+    Mutant("mixup_at_adv_unmixed", "methods/adversarial.py", "lam_adv, perm_adv = lam, perm",
+           "lam_adv, perm_adv = 1.0, perm", "mixup_at's adversarial half is not mixed", ADV),
+    Mutant("l2_radius_unchecked", "experiment/validation.py", 'checks.append((e >= 0, f"L2 radius',
+           'checks.append((True, f"L2 radius',
+           "negative L2 radii pass validation", f"{L2T}:eps_l2"),
+    Mutant("l2_takes_linf_step", "evaluation/evaluators.py", "if step_size and not l2 else",
+           "if step_size else", "L2 attacks take the L-infinity step size (/255) when one is given",
+           f"{L2T}:not own_rule", added="own_rule_not_the_linf"),
+    Mutant("max_l2_batch_mean", "evaluation/evaluators.py", ".norm(p=2, dim=1).amax())", ".norm(p=2, dim=1).mean())",
+           "max_l2 is the batch's mean perturbation, not its largest", f"{L2T}:not largest_perturbation",
+           added="largest_perturbation_of_any"),
+    Mutant("fgm_l2_old_normalization", "attacks/l2.py", "exact_unit_l2(input_grad(model, x, y, loss, summed=True))",
+           "unit_l2(input_grad(model, x, y, loss))", "FGM-L2's earlier +1e-10 normalization of the mean loss", L2T),
+    Mutant("project_l2_scales_up", "attacks/l2.py", "delta * torch.min(factor, torch.ones_like(norms))",
+           "delta * factor", "the L2 projection scales every perturbation up to the radius", L2T),
+    Mutant("aa_control_no_tol", "evaluation/checks.py", "acc[aa][e] <= acc[pgd][e] + TOL",
+           "acc[aa][e] <= acc[pgd][e]", "the AutoAttack <= PGD control without its tolerance", CHK),
+    Mutant("restarts_control_no_tol", "evaluation/checks.py", "acc[a][e] <= v + TOL", "acc[a][e] <= v",
+           "the restarts control without its tolerance", CHK),
+    Mutant("timing_any_environment", "execution/timelimit.py",
+           'for e in t["epochs"].values() if env is None or e["environment"] == env]',
+           'for e in t["epochs"].values()]', "the time-limit estimate mixes epochs timed on other machines",
+           "execution/test_time_limit.py:not on_this_environment", added="measured_on_this_environment"),
+    Mutant("exact_text_six_digits", "core/parsing.py", 'return f"{v:g}" if float(f"{v:g}") == v else repr(v)',
+           'return f"{v:g}"', "compare and the summary pool configurations equal to 6 digits",
+           f"{M}:never_pools"),
+    Mutant("minus_zero_kept", "core/parsing.py", "return float(text) + 0.0", "return float(text)",
+           "-0 on the command line is a run apart from 0", "experiment/test_experiment.py:minus_zero"),
+    Mutant("repeats_kept", "core/parsing.py", "return tuple(dict.fromkeys(values))", "return tuple(values)",
+           "a value listed twice is run twice", "experiment/test_experiment.py:twice"),
+    Mutant("welch_one_side_flat", "reports/compare.py", "if no_spread(a) and no_spread(b):",
+           "if no_spread(a) or no_spread(b):", "a Welch interval with one side without spread has no width",
+           f"{CCR}:not one_side_without", added="one_side_without_spread"),
 ]
 
 # mutants that change no number any caller sees, so no test can kill them; each with the argument

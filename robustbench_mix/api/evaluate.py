@@ -18,13 +18,12 @@ from robustbench_mix.api.inputs import (
     check_data,
     device_of,
     float32_model,
-    from_dataset,
-    from_loader,
     names_list,
     probe,
     to_image_data,
     with_normalize,
 )
+from robustbench_mix.api.loaders import from_dataset, from_loader
 from robustbench_mix.core.device import device_name
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.core.units import eps_from_fraction
@@ -32,6 +31,7 @@ from robustbench_mix.corruptions import SOURCES, expand, load_standard
 from robustbench_mix.data.base import ImageData, load
 from robustbench_mix.data.prepare import prepare
 from robustbench_mix.evaluation.evaluators import corruption_rows, final_rows, finish
+from robustbench_mix.evaluation.progress import Progress
 from robustbench_mix.experiment.experiment import Experiment
 from robustbench_mix.experiment.validation import validate
 from robustbench_mix.store.load import load_runs
@@ -83,27 +83,31 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
     training mode). ``data``: a data set name the suite knows (``digits``, ``cifar10``, ``imagefolder:PATH``;
     ``cifar10c`` / ``cifar100c`` evaluate the standard CIFAR-10-C / CIFAR-100-C files in ``data_dir``,
     corruptions only), an ``ImageData``, a pair ``(images, labels)`` (images (N, C, H, W) uint8 or floats in
-    [0, 1], labels class indices), a torch ``Dataset`` of ``(image, label)`` items or a ``DataLoader`` (not
-    shuffled). ``attacks`` and ``corruptions``: a name, names, or ``"all"`` for the computed common corruptions
-    at severities 1-5. ``attack_samples`` 0 (the default, as RobustBench's ``benchmark``) attacks
+    [0, 1], labels class indices), a torch ``Dataset`` of ``(image, label)`` items (an ``IterableDataset`` needs
+    a ``__len__``) or a ``DataLoader`` that reads each image once in order (no shuffling, resampling sampler or
+    ``drop_last``). ``attacks`` and ``corruptions``: a name, names, or ``"all"`` for the computed common
+    corruptions at severities 1-5; an attack, epsilon or corruption given twice is evaluated once (the first
+    place kept). ``attack_samples`` 0 (the default, as RobustBench's ``benchmark``) attacks
     every test image; N attacks a class-stratified sample of N that is the same for every model on that test
     set (rows say so in ``n_eval`` and ``eval_subset``).
     ``seed`` seeds the attacks' random starts and the computed corruptions; it is recorded as the evaluation's
     seed (``eval_seed`` in the config), never in the ``seed`` column, which counts training seeds: evaluating one
     model with three seeds is not three models.
     ``name`` labels the model in the ``model`` column (``user:...``, ``tv:...`` or ``timm:...``): give each model
-    its own, since runs are told apart by it. ``progress``: tqdm bars on a terminal (None, the default, or True);
-    False for none. Everything is checked before anything runs (a forward of two images must give float logits
-    of shape (2, classes)); bad input is a ``UsageError`` saying what to do.
+    its own, since runs are told apart by it. ``progress`` (None, the default, or True): tqdm bars when stderr is
+    a terminal, and elsewhere (a log file, nohup, Slurm) one line per stage, attack and corruption with counts
+    and elapsed time, on the logger ``robustbench_mix.progress`` (to stderr); each attack states its expected
+    cost once its first batch is done. False: nothing. Everything is checked before anything runs (a forward of
+    two images must give float logits of shape (2, classes)); bad input is a ``UsageError`` saying what to do.
     """
     if not isinstance(model, torch.nn.Module):
         raise UsageError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_batch_size(batch_size)
-    attacks, corruptions = names_list(attacks, "attacks"), names_list(corruptions, "corruptions")
+    attacks, corruptions = _once(names_list(attacks, "attacks")), names_list(corruptions, "corruptions")
     label, d = _data(data, data_dir)
     exp = Experiment(preset="api", dataset=label, model=name, method="external", epochs=0,
-                     attacks=tuple(attacks), eps=tuple(eps_from_fraction(e) for e in _listed(eps, "eps")),
-                     eps_l2=tuple(_radius(e) for e in _listed(eps_l2, "eps_l2")),
+                     attacks=attacks, eps=_once(eps_from_fraction(e) for e in _listed(eps, "eps")),
+                     eps_l2=_once(_radius(e) for e in _listed(eps_l2, "eps_l2")),
                      attack_steps=attack_steps, attack_samples=attack_samples,
                      attack_step_size=None if attack_step_size is None
                      else eps_from_fraction(attack_step_size, "attack_step_size"),
@@ -112,6 +116,16 @@ def evaluate(model: torch.nn.Module, data, *, attacks=("fgsm", "pgd"), eps=(2 / 
                      corruptions=expand(tuple(corruptions)), seed=0, eval_seed=seed or None)
     return evaluate_experiment(model, exp, d, normalize=normalize, batch_size=batch_size, device=device,
                                data_dir=data_dir, progress=progress)
+
+
+def _once(values) -> tuple:
+    """Each value once, in the order first given: a repeated attack or epsilon would otherwise give rows with the
+    same key twice (and a results file that no command reads)."""
+    values = tuple(values)
+    try:
+        return tuple(dict.fromkeys(values))
+    except TypeError:  # an unhashable entry: validate() names it
+        return values
 
 
 def _radius(value) -> float:
@@ -160,12 +174,13 @@ def evaluate_experiment(model: torch.nn.Module, exp: Experiment, d: ImageData | 
         x, y = d.test_x, d.test_y
     net = with_normalize(float32_model(model), normalize, x.shape[1], dev)
     probe(net, x[:PROBE_IMAGES].to(dev), y)  # before any attack: the model takes these images, gives logits
+    prog = Progress(progress is not False, log=True)  # bars on a terminal, lines in a log, False: silence
     if d is None:
         rows = finish(corruption_rows(net, None, y.to(dev), (), batch_size, prefix=SOURCES[label][2],
-                                      stored=stored, progress=progress is not False))
+                                      stored=stored, progress=prog))
     else:
         prepared = prepare(d, 0.0, 0.0, exp.seed, dev)  # the test split is the same for every noise and seed
-        rows = final_rows(net, prepared, exp, batch_size, progress=progress is not False)
+        rows = final_rows(net, prepared, exp, batch_size, progress=prog)
     command = command or "robustbench_mix.evaluate(model, " + shlex.quote(label) + ", ...)"
     at = exp.epochs if epoch is None else epoch
     return to_frame(exp, [dict(r, epoch=at) for r in rows], device=device_name(dev), command=command, rev=git_rev(),

@@ -1,6 +1,6 @@
 """What ``robustbench_mix.evaluate`` accepts from a user, checked before anything runs: images and labels as
-tensors, a torch ``Dataset`` or ``DataLoader``; the model (dtype, lazy modules, device, one probe forward that must
-give float logits). Each problem is a ``UsageError`` naming the value and what to do, never a silently wrong
+tensors (a ``Dataset`` or ``DataLoader``: loaders.py); the model (dtype, lazy modules, device, one probe forward
+that must give float logits). Each problem is a ``UsageError`` naming the value and what to do, never a silently wrong
 number or an exception from deep inside torch."""
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from robustbench_mix.models.base import Normalize
 CHANNEL_COUNTS = (1, 3, 4)  # grey, RGB, RGBA: what a channels-last image's last axis usually holds
 PROBE_IMAGES = 2
 INTEGER_LABELS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
-LOADER_BATCH = 256  # how a Dataset is read (one image at a time would be slow for 10,000 CIFAR images)
 
 
 # ------------------------------------------------------------------------------------------------ images
@@ -57,7 +56,14 @@ def as_uint8(x: torch.Tensor) -> torch.Tensor:
 
 def as_labels(y, n: int) -> torch.Tensor:
     """int64 class indices, one per image; float labels only when they are whole numbers."""
-    y = torch.as_tensor(y)
+    if isinstance(y, str) or (isinstance(y, tuple | list) and any(isinstance(v, str) for v in y)):
+        raise UsageError("labels are text (class names?); evaluate needs integer class indices, one per image: map "
+                         "each name to its index (e.g. classes.index(name))")
+    try:
+        y = torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError):
+        raise UsageError(f"labels of type {type(y).__name__} are not integer class indices (a 1-d tensor or "
+                         "list of ints, one per image)") from None
     if y.dim() == 2 and y.shape[1] == 1:
         raise UsageError(f"labels have shape {tuple(y.shape)}; give one class index per image: y.squeeze(1)")
     if y.dim() == 2:
@@ -86,51 +92,6 @@ def check_data(d: ImageData) -> None:
     if d.test_x.dtype != torch.uint8:
         raise UsageError(f"ImageData.test_x must be uint8, got {d.test_x.dtype}")
     as_labels(d.test_y, len(d.test_x))
-
-
-def _stack(batches, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for i, b in enumerate(batches):
-        if not isinstance(b, tuple | list) or len(b) < 2:
-            raise UsageError(f"{what} item {i} is a {type(b).__name__}; evaluate needs (image, label) pairs")
-        x, y = b[0], b[1]
-        if not torch.is_tensor(x):
-            raise UsageError(f"{what} gives images of type {type(x).__name__}; they must be tensors (C, H, W) "
-                             "uint8 or floats in [0, 1] (e.g. transforms.ToTensor() or PILToTensor())")
-        xs.append(x)
-        ys.append(torch.as_tensor(y).reshape(-1))
-    if not xs:
-        raise UsageError(f"no images to evaluate ({what} is empty)")
-    try:
-        return torch.cat(xs), torch.cat(ys)
-    except RuntimeError as e:
-        raise UsageError(f"{what}'s images differ in size ({str(e).splitlines()[0]}); resize them to one "
-                         "size") from None
-
-
-def from_loader(loader: torch.utils.data.DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """A DataLoader's (images, labels), in its order; a shuffling loader is refused (every call would attack
-    another subset and label the data differently)."""
-    if isinstance(loader.sampler, torch.utils.data.RandomSampler):
-        raise UsageError("the DataLoader shuffles (shuffle=True): each evaluation would attack another subset of "
-                         "images; pass a loader with shuffle=False")
-    if loader.drop_last:
-        raise UsageError("the DataLoader has drop_last=True: its last images would not be evaluated; pass a loader "
-                         "with drop_last=False")
-    return _stack(loader, "the DataLoader")
-
-
-def from_dataset(ds: torch.utils.data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """A Dataset's (images, labels) read in order; items are (image tensor (C, H, W), label)."""
-    try:
-        first = ds[0]
-    except IndexError:
-        raise UsageError("no images to evaluate (the Dataset is empty)") from None
-    _stack([first], "the Dataset")  # its type, said before the loader's collate error could say it
-    x, y = from_loader(torch.utils.data.DataLoader(ds, batch_size=LOADER_BATCH, shuffle=False))
-    if x.dim() == 4 and x.shape[1:] != first[0].shape:  # the Dataset's own shape, not the loader's batch of it
-        raise UsageError(f"the Dataset's items have shape {tuple(first[0].shape)}; expected (C, H, W)")
-    return x, y
 
 
 def to_image_data(x, y) -> ImageData:

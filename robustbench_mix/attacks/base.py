@@ -27,9 +27,15 @@ class Attack:
     iterative: bool
     needs: Callable[[], object] | None = None  # raises UsageError when an optional package is missing
     norm: Norm = Norm.LINF
+    budget: Callable[[int], int] | None = None  # gradient steps per image at most, given ``steps``: see below
 
     def __call__(self, model, x, y, eps, steps=10, step_size=None, loss="ce"):
         return self.fn(model, x, y, eps, steps=steps, step_size=step_size, loss=loss)
+
+    def gradient_steps(self, steps: int) -> int:
+        """The most forward-backward passes per image the attack takes (an attack that sets its own, as
+        AutoAttack, declares ``budget``): what the progress line's estimate multiplies one step's time by."""
+        return self.budget(steps) if self.budget else steps if self.iterative else 1
 
 
 ATTACKS: Registry[Attack] = Registry("attack")
@@ -63,12 +69,12 @@ ONE_STEP = {norm: t.one_step for norm, t in NORM_TRAITS.items()}
 
 
 def register_attack(name: str, *, random_start: bool, iterative: bool, needs: Callable[[], object] | None = None,
-                    norm: Norm = Norm.LINF):
+                    norm: Norm = Norm.LINF, budget: Callable[[int], int] | None = None):
     """Register ``fn`` as attack ``name`` with its traits; the function itself stays importable."""
     norm = Norm(norm)  # a ValueError naming the value for anything but a norm
 
     def deco(fn):
-        ATTACKS.register(name)(Attack(fn, random_start, iterative, needs, norm))
+        ATTACKS.register(name)(Attack(fn, random_start, iterative, needs, norm, budget))
         return fn
 
     return deco

@@ -19,7 +19,7 @@ from robustbench_mix.execution.timelimit import EXIT_CODE as TIME_LIMIT_EXIT
 from robustbench_mix.execution.timelimit import (
     FORMS,
 )
-from robustbench_mix.experiment.grids import Suite, grid_variants, with_lists
+from robustbench_mix.experiment.grids import Suite, narrowed, with_lists
 from robustbench_mix.experiment.presets import PRESETS, get_preset
 from robustbench_mix.methods import METHODS
 from robustbench_mix.models.base import MODELS
@@ -148,10 +148,7 @@ def suite_from_args(args) -> Suite:
     base = with_lists(replace(base, **{k: v for k, v in simple.items() if v is not None}),
                       attacks=args.attacks, eps=args.eps, eps_l2=getattr(args, "eps_l2", None),
                      corruptions=args.corruptions)
-    variants, by_noise = suite.variants, suite.by_noise
-    if args.methods or args.alpha or args.dropout:
-        preset = tuple(variants) + tuple(v for _, vs in by_noise for v in vs)
-        variants, by_noise = grid_variants(args.methods, args.alpha, args.dropout, preset), ()
+    suite = narrowed(suite, args.methods, args.alpha, args.dropout)  # a preset's pairings kept, or refused
     noise = parse_numbers(args.noise, "--noise") if args.noise is not None else suite.noise
     seeds = parse_numbers(args.seeds, "--seeds", int) if args.seeds is not None else suite.seeds
-    return replace(suite, base=base, variants=variants, by_noise=by_noise, noise=noise, seeds=seeds)
+    return replace(suite, base=base, noise=noise, seeds=seeds)

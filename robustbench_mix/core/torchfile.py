@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import re
 from pathlib import Path
@@ -19,7 +20,13 @@ CHECKPOINT = "checkpoint.pt"  # a run's checkpoint in its folder, runs/<run id>/
 
 def read_state_dict(path) -> dict:
     """A state_dict file's tensors, never its pickled objects (unpickling can run code); the usual wrappings
-    ({'state_dict': ...}, {'model': ...}, DataParallel's 'module.' prefix) are taken off."""
+    ({'state_dict': ...}, {'model': ...}, DataParallel's 'module.' prefix) are taken off. ``path``: a str or
+    os.PathLike; anything else (a state_dict already in memory, a model) is refused with what to do instead."""
+    if not isinstance(path, str | os.PathLike):
+        held = "a state_dict in memory? " if isinstance(path, dict) else ""
+        raise UsageError(f"weights= takes the path of a state_dict file or 'pretrained', got {type(path).__name__} "
+                         f"({held}build the model without weights= and call its load_state_dict, or torch.save the "
+                         "state_dict and give its path)")
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"weights {str(path)!r}: no such file (weights= takes a state_dict file or 'pretrained')")

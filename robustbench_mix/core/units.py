@@ -7,7 +7,7 @@ import math
 from enum import Enum
 
 from robustbench_mix.core.errors import UsageError
-from robustbench_mix.core.parsing import split_list
+from robustbench_mix.core.parsing import split_list, to_float, unique
 
 
 class Norm(str, Enum):
@@ -34,6 +34,15 @@ def row_eps(norm: str, e: float) -> float:
     """The ``eps`` a results row records for an epsilon of the experiment's grid: the fraction of the pixel range
     for L-infinity (``e`` in /255 units), the radius itself for L2; 6 decimals."""
     return round(e if norm == Norm.L2 else e / LEVELS, 6)
+
+
+# how runs.csv writes its numbers (store.write): 6 significant digits, so a row's eps key is compared at those
+FLOAT_FORMAT = "%.6g"
+
+
+def stored_eps(norm: str, e: float) -> float:
+    """The ``eps`` that runs.csv holds for an epsilon of the grid: :func:`row_eps` as the file writes it."""
+    return float(FLOAT_FORMAT % row_eps(norm, e))
 
 
 def to_255(eps: float) -> float:
@@ -69,7 +78,7 @@ def parse_eps_value(part: str, flag: str = "--eps") -> float:
     part = part.strip()
     num, sep, den = part.partition("/")
     try:
-        v, d = float(num), float(den) if sep else None
+        v, d = to_float(num), float(den) if sep else None
     except ValueError:
         raise UsageError(f"{flag} {part!r} is not a number; {EPS_UNITS}, e.g. {flag} 2/255,8/255") from None
     if d is not None and d != 255:
@@ -84,8 +93,9 @@ def parse_eps_value(part: str, flag: str = "--eps") -> float:
 
 
 def parse_eps(text: str, flag: str = "--eps") -> tuple[float, ...]:
-    """'2/255,8/255' or '2,8' -> (2.0, 8.0), in /255 units (see :func:`parse_eps_value`)."""
-    return tuple(parse_eps_value(p, flag) for p in split_list(text, flag))
+    """'2/255,8/255' or '2,8' -> (2.0, 8.0), in /255 units (see :func:`parse_eps_value`); a value given twice
+    (8 and 8/255 are one epsilon) counts once."""
+    return unique(parse_eps_value(p, flag) for p in split_list(text, flag))
 
 
 def eps_from_fraction(value, name: str = "eps") -> float:
@@ -108,7 +118,7 @@ def eps_from_fraction(value, name: str = "eps") -> float:
     if v < 0 or v >= 1:
         raise UsageError(f"{name}={value!r} is outside [0, 1): the API takes fractions of the [0, 1] pixel range, "
                          f"like torchattacks and AutoAttack; write {name}={value}/255 for {value:g}/255")
-    return round(v * 255, 6)
+    return round(v * 255, 6) + 0.0  # never -0.0
 
 
 L2_UNITS = ("L2 radii are plain numbers, the L2 norm of the whole perturbation in [0, 1] pixel space (RobustBench's "
@@ -116,19 +126,20 @@ L2_UNITS = ("L2 radii are plain numbers, the L2 norm of the whole perturbation i
 
 
 def parse_eps_l2(text: str, flag: str = "--eps-l2") -> tuple[float, ...]:
-    """'0.25,0.5' -> (0.25, 0.5): the L2 attacks' radii as they are (no /255 form, see L2_UNITS)."""
+    """'0.25,0.5' -> (0.25, 0.5): the L2 attacks' radii as they are (no /255 form, see L2_UNITS); a radius given
+    twice counts once."""
     out = []
     for part in split_list(text, flag):
         if "/" in part:
             raise UsageError(f"{flag} {part!r}: {L2_UNITS}; e.g. {flag} 0.25,0.5")
         try:
-            v = float(part)
+            v = to_float(part)
         except ValueError:
             raise UsageError(f"{flag} {part!r} is not a number; {L2_UNITS}, e.g. {flag} 0.25,0.5") from None
         if not math.isfinite(v) or v < 0:
             raise UsageError(f"{flag} {part!r} must be a finite number >= 0; {L2_UNITS}")
         out.append(v)
-    return tuple(out)
+    return unique(out)
 
 
 def fmt_eps(e: float) -> str:

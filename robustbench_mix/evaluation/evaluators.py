@@ -10,9 +10,9 @@ on the device until one ``.tolist()`` per evaluation.
 from __future__ import annotations
 
 import math
+import time
 
 import torch
-from tqdm.auto import tqdm
 
 from robustbench_mix.attacks.base import NORM_TRAITS, WORST, default_step_size, frozen_eval, get_attack, input_grad
 from robustbench_mix.core.device import autocast_for
@@ -20,7 +20,8 @@ from robustbench_mix.core.errors import RunFailed
 from robustbench_mix.core.units import LEVELS, Norm, fraction, row_eps
 from robustbench_mix.data.prepare import Prepared, attack_subset, prep, subset_sha
 from robustbench_mix.evaluation.checks import check_rows
-from robustbench_mix.evaluation.metrics import TOP5_MIN_CLASSES, clean_metrics, memorization_metrics
+from robustbench_mix.evaluation.metrics import CHECK_PREFIX, TOP5_MIN_CLASSES, clean_metrics, memorization_metrics
+from robustbench_mix.evaluation.progress import Progress, as_progress, attack_label, seconds
 
 
 @torch.no_grad()
@@ -87,7 +88,7 @@ def attack_eps(exp, attack: str) -> tuple[float, ...]:
 
 def attack_correct(target, crafter, x_u8, y, attack: str, e: float, *, steps: int,
                    step_size: float | None, restarts: int, batch_size: int, seed: int,
-                   precision: str = "fp32") -> dict[str, torch.Tensor]:
+                   precision: str = "fp32", on_first_batch=None) -> dict[str, torch.Tensor]:
     """Per-example correctness of ``target`` on adversarial examples crafted on ``crafter`` (the target
     itself for white-box, a surrogate for black-box), plus the largest perturbation and box violation.
 
@@ -97,7 +98,8 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e: float, *, steps: in
     the correctness after the loop's first restart (the positive control compares the restarts with a separate
     one-restart call instead, which the loop's own first restart could never catch out).
     ``precision='bf16'`` runs crafting and evaluation under bf16 autocast (the adversarial examples themselves
-    stay fp32 in [0, 1]).
+    stay fp32 in [0, 1]). ``on_first_batch(seconds)`` is called once the first batch is done (the device
+    synchronized first, so the time is the batch's, not its launch's): the progress estimate.
     """
     fn = get_attack(attack)
     l2 = fn.norm == Norm.L2
@@ -112,6 +114,7 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e: float, *, steps: in
     linf = torch.zeros((), device=y.device)
     l2max = torch.zeros((), device=y.device)
     box = torch.zeros((), device=y.device)
+    t0 = time.perf_counter()
     with frozen_eval(target), frozen_eval(crafter):
         for r in range(restarts):
             torch.manual_seed(seed + 1000 * r)  # the random start is reproducible per (run, attack, eps)
@@ -128,6 +131,10 @@ def attack_correct(target, crafter, x_u8, y, attack: str, e: float, *, steps: in
                 top1[i:i + batch_size] &= logits.argmax(1) == yb
                 k = min(5, logits.shape[1])
                 top5[i:i + batch_size] &= (logits.topk(k, 1).indices == yb[:, None]).any(1)
+                if on_first_batch is not None and r == 0 and i == 0:
+                    if y.device.type == "cuda":
+                        torch.cuda.synchronize(y.device)
+                    on_first_batch(time.perf_counter() - t0)
             if r == 0:
                 first = top1.clone()
     return {"top1": top1, "top5": top5, "first": first, "linf": linf * LEVELS, "l2": l2max, "box": box}
@@ -141,6 +148,21 @@ def _acc_rows(res: dict, attack: str, e: float, num_classes: int, subset: str) -
     return rows
 
 
+def gradient_step_seconds(model, x_u8, y, precision: str) -> float:
+    """Seconds of one forward-backward pass over the images (one batch): the unit of a one-batch attack's estimate.
+    The model is frozen in eval mode, as under attack, so the probe changes neither it nor any random state."""
+    x = prep(x_u8)
+    with frozen_eval(model), autocast_for(y.device, precision):
+        input_grad(model, x, y, "ce")  # the first call pays one-off costs (allocations, kernel choice)
+        if y.device.type == "cuda":
+            torch.cuda.synchronize(y.device)
+        t0 = time.perf_counter()
+        input_grad(model, x, y, "ce")
+        if y.device.type == "cuda":
+            torch.cuda.synchronize(y.device)
+    return time.perf_counter() - t0
+
+
 def input_grad_abs_mean(model, x_u8, y, batch_size: int) -> torch.Tensor:
     """Mean |d CE / d x| on the first batch: zero or non-finite means masked or broken gradients."""
     x = prep(x_u8[:batch_size])
@@ -150,11 +172,13 @@ def input_grad_abs_mean(model, x_u8, y, batch_size: int) -> torch.Tensor:
 
 
 def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
-                    progress: bool = True) -> list[dict]:
+                    progress: bool | Progress = True) -> list[dict]:
     """White-box accuracy under every attack at epsilon 0 (a check), each epsilon of its norm's grid and, for the
     L-infinity random-start attacks, ``check_eps``; black-box (``bb:<attack>``) accuracy from ``surrogate``; the
     per-example worst case over the white-box attacks of each norm (``worst`` for L-infinity, ``worst_l2``), where
-    a norm has several; the input-gradient size; then the sanity checks as ``check`` rows."""
+    a norm has several; the input-gradient size; then the sanity checks as ``check`` rows. ``progress``: bars,
+    and with ``Progress(log=True)`` a line per attack (see progress.py)."""
+    prog = as_progress(progress)
     x, y, subset = attacked_images(data, exp)
     n = len(y)
     nc = data.num_classes
@@ -173,13 +197,28 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
         extra = {exp.check_eps} if exp.check_eps and fn.random_start and fn.norm == Norm.LINF else set()
         jobs += [(a, e, model) for e in sorted({0.0, *attack_eps(exp, a)} | extra)]
         jobs += [(a, e, surrogate) for e in attack_eps(exp, a)] if surrogate is not None else []
-    for a, e, crafter in tqdm(jobs, desc="attacks", unit="attack", leave=False, disable=None if progress else True):
+    batches = -(-n // batch_size)
+    steps_took = {}  # id(crafter) -> seconds of one gradient step over the batch: one-batch jobs' estimate
+    prog.say(f"attacks: {len(jobs)} (attack, epsilon) pairs on {n} images ({subset}), {batches} batch(es) each")
+    for j, (a, e, crafter) in enumerate(prog.bar(jobs, desc="attacks", unit="attack"), 1):
+        fn = get_attack(a)
+        restarts = exp.attack_restarts if fn.random_start and crafter is model else 1
+        work = batches * (restarts + 1 if restarts > 1 else 1)  # with restarts, the one-restart call below too
+        label = attack_label(a if crafter is model else f"bb:{a}", fn.norm, e)
+        step = None
+        if batches == 1 and prog.estimating:
+            if id(crafter) not in steps_took:
+                steps_took[id(crafter)] = gradient_step_seconds(crafter, x, y, exp.attack_precision)
+            step = (steps_took[id(crafter)], fn.gradient_steps(exp.attack_steps) * work)
+        first_batch, done = prog.attack(j, len(jobs), label + (f" x {restarts} restarts" if restarts > 1 else ""),
+                                        n, work, step)
         # attack_correct itself limits a transfer attack to one restart
-        res = attack_correct(model, crafter, x, y, a, e, restarts=exp.attack_restarts, **kw)
+        res = attack_correct(model, crafter, x, y, a, e, restarts=exp.attack_restarts, on_first_batch=first_batch,
+                             **kw)
         if crafter is not model:
             rows += _acc_rows(res, f"bb:{a}", e, nc, subset)
+            done()
             continue
-        fn = get_attack(a)
         ef = row_eps(fn.norm, e)
         rows += _acc_rows(res, a, e, nc, subset)
         if exp.attack_restarts > 1 and fn.random_start:  # the attack once, evaluated on its own (as a run with
@@ -194,6 +233,7 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
         rows.append(row("test", "box_violation", res["box"], a, ef, n, subset))
         if e in worst[fn.norm]:
             worst[fn.norm][e] &= res["top1"]
+        done()
     for name, norm in WORST.items():
         if len(by_norm[norm]) > 1:
             for e, ok in worst[norm].items():
@@ -204,17 +244,19 @@ def robustness_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
 
 
 def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefix: str = "corrupt",
-                    stored: dict | None = None, progress: bool = False) -> list[dict]:
+                    stored: dict | None = None, progress: bool | Progress = False) -> list[dict]:
     """Accuracy under each common corruption at severities 1-5, as ``<prefix>:<name>:<severity>`` rows; the mean
     over the 15 benchmark corruptions evaluated as ``<prefix>:mean`` and over the extra ones (speckle_noise,
     gaussian_blur, spatter, saturate) as ``<prefix>:extras:mean`` (never in ``:mean``). Computed on ``x_u8``
     (corruptions.corrupt), or read from ``stored`` ({name: the five severities' images, stacked}, the CIFAR-10-C
-    layout). ``progress``: a bar on a terminal."""
+    layout). ``progress``: a bar on a terminal, and with ``Progress(log=True)`` a line per corruption elsewhere."""
     from robustbench_mix.corruptions import EXTRA_CORRUPTIONS, SEVERITIES, STANDARD_CORRUPTIONS, corrupt
 
+    prog = as_progress(progress)
     rows, accs, n_img = [], {}, 0
     jobs = [(name, s) for name in (stored or names) for s in SEVERITIES]
-    for name, s in tqdm(jobs, desc="corruptions", unit="corruption", leave=False, disable=None if progress else True):
+    for j, (name, s) in enumerate(prog.bar(jobs, desc="corruptions", unit="corruption"), 1):
+        t0 = time.perf_counter()
         if stored is not None:
             n = len(stored[name]) // len(SEVERITIES)
             xs, ys = stored[name][(s - 1) * n:s * n].to(y.device), y[(s - 1) * n:s * n]
@@ -226,6 +268,9 @@ def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefi
         accs.setdefault(name, []).append(acc)
         n_img = len(ys)
         rows.append(row("test", "acc", acc, f"{prefix}:{name}:{s}", n=n_img))
+        prog.sync(acc.device)
+        prog.say(f"corruption {j}/{len(jobs)}: {name} severity {s} on {n_img} images in "
+                 f"{seconds(time.perf_counter() - t0)} (elapsed {prog.elapsed()})")
     for group, label in ((STANDARD_CORRUPTIONS, "mean"), (EXTRA_CORRUPTIONS, "extras:mean")):
         members = [a for name in group for a in accs.get(name, [])]
         if members:  # n_eval: the images of each corrupted set the mean is over
@@ -233,18 +278,25 @@ def corruption_rows(model, x_u8, y, names, batch_size: int, seed: int = 0, prefi
     return rows
 
 
-def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None, progress: bool = True) -> list[dict]:
+def final_rows(model, data: Prepared, exp, batch_size: int, surrogate=None,
+               progress: bool | Progress = True) -> list[dict]:
     """Everything measured at the end of a run: the curve metrics, robustness and its sanity checks, and the
-    computed common corruptions the experiment asks for."""
+    computed common corruptions the experiment asks for. ``progress``: see progress.py."""
+    prog = as_progress(progress)
     rows = curve_rows(model, data, batch_size)
+    prog.say(f"clean: {len(data.test_y)} test images in {prog.elapsed()}")
     if exp.noise > 0:  # the realized rate: the fraction of training labels that really changed
         rows.append(row("train", "noise_realized", data.corrupted.float().mean(), n=len(data.train_y)))
     if exp.corruptions:
+        prog.say(f"corruptions: {len(exp.corruptions)} at 5 severities on {len(data.test_y)} images")
         rows += corruption_rows(model, data.test_x, data.test_y, exp.corruptions, batch_size, exp.evaluation_seed,
-                                progress=progress)
-    robust = robustness_rows(model, data, exp, batch_size, surrogate, progress)
+                                progress=prog)
+    robust = robustness_rows(model, data, exp, batch_size, surrogate, prog)
     rows = finish(rows + robust)
     # the checks are about the attacked images: those acc_attacked_subset is over
     checked = next(r for r in robust if r["metric"] == "acc_attacked_subset")
-    return rows + [dict(r, n_eval=checked["n_eval"], eval_subset=checked["eval_subset"])
-                   for r in check_rows(rows, exp)]
+    checks = [dict(r, n_eval=checked["n_eval"], eval_subset=checked["eval_subset"]) for r in check_rows(rows, exp)]
+    ran = [r for r in checks if r["metric"].startswith(CHECK_PREFIX)]
+    prog.say(f"checks: {sum(r['value'] < 0.5 for r in ran)} of {len(ran)} failed; evaluation done in "
+             f"{prog.elapsed()}")
+    return rows + checks

@@ -150,9 +150,13 @@ class Recorder:
 
     def record(self, o: Outcome, tag: str) -> None:
         if o.frame is not None:  # merging is idempotent: a run's rows replace any earlier rows of it
-            merge_run(self.runs_csv, o.frame)
-            clear_failure(self.failures_csv, o.exp.run_id)
-            (self.runs_csv.parent / "runs" / o.exp.run_id / PENDING).unlink(missing_ok=True)
+            try:
+                merge_run(self.runs_csv, o.frame)
+            except ResultsError as e:  # rows that would make runs.csv unreadable: this run fails, the file is kept
+                o = replace(o, status="failed", frame=None, reason=str(e))
+            else:
+                clear_failure(self.failures_csv, o.exp.run_id)
+                (self.runs_csv.parent / "runs" / o.exp.run_id / PENDING).unlink(missing_ok=True)
         if o.status == "done":
             self.say(f"{tag}: done in {o.ended - o.started:.1f}s")
         elif o.status == "skipped":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from robustbench_mix.core.atomic import check_writable
@@ -47,6 +48,14 @@ def check_sizes(exp: Experiment, data: ImageData) -> None:
     if exp.train_samples > len(data.train_y):
         raise UsageError(f"--train-samples {exp.train_samples} is larger than the training set of {exp.dataset} "
                          f"({len(data.train_y)} images); use {len(data.train_y)} or less, or 0 for all of them")
+    # the diameter of the [0, 1] image cube: a larger L2 ball holds every image, as 255/255 does in L-infinity
+    diameter = math.sqrt(math.prod(data.shape))
+    for e in exp.eps_l2:
+        if e > diameter:
+            shape = "x".join(map(str, data.shape))
+            raise UsageError(f"--eps-l2 {e:g} is larger than {diameter:.4g}, the L2 distance between an all-black "
+                             f"and an all-white image of {exp.dataset} ({shape} values in [0, 1]), so the ball holds "
+                             f"every image; give radii in [0, {diameter:.4g}]")
     n_all = exp.train_samples or len(data.train_y)
     n_train = n_all - int(round(exp.val_fraction * n_all))
     if exp.batch_size > n_train:

@@ -84,6 +84,13 @@ class Experiment:
 
         # one spelling per configuration, whatever was given ('' or 'prob=0.5'): equal runs, equal ids
         object.__setattr__(self, "method_options", canonical_options(self.method, self.method_options))
+        # -0.0 equals 0.0 but hashes as other text: a run given -0 (alpha, noise, eps, ...) is the run at 0
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and v == 0:
+                object.__setattr__(self, f.name, 0.0)
+            elif isinstance(v, tuple) and any(isinstance(x, float) and x == 0 for x in v):
+                object.__setattr__(self, f.name, tuple(0.0 if isinstance(x, float) and x == 0 else x for x in v))
         object.__setattr__(self, "plugins", plugin_record(self))
 
     @property

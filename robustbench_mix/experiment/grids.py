@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, replace
 
 from robustbench_mix.core.errors import UsageError
-from robustbench_mix.core.parsing import parse_numbers, split_list
+from robustbench_mix.core.parsing import parse_numbers, split_list, to_float, unique
 from robustbench_mix.core.units import parse_eps, parse_eps_l2
 from robustbench_mix.corruptions import expand
 from robustbench_mix.experiment.experiment import Experiment
@@ -36,7 +36,7 @@ def parse_method(text: str) -> tuple[str, float | None, str]:
         if not method.uses_alpha:
             raise UsageError(f"--methods {text!r}: method {name} takes no parameter")
         try:
-            value = float(parts[0])
+            value = to_float(parts[0])
         except ValueError:
             raise UsageError(f"--methods {text!r}: {parts[0]!r} is not a number (method {name}'s "
                              f"{method.param})") from None
@@ -53,19 +53,33 @@ def grid_variants(methods: str | None, alpha: str | None, dropout: str | None,
                   preset: tuple[Variant, ...]) -> tuple[Variant, ...]:
     """The variants of --methods, --alpha and --dropout. A method takes its own value ('mixup:8'), else --alpha
     where it is a Beta(α, α) mixing method (a grid axis: '1,8'), else its default (Method.default). Without
-    --methods, the preset's methods at their preset values, --alpha replacing those of the mixing methods.
-    --alpha that no listed method takes is an error, never applied to another parameter (label smoothing's ε)."""
+    --methods, the preset's variants at their preset values and dropout, --alpha replacing the alpha of the
+    mixing methods and --dropout (a grid axis) their dropout. --alpha that no listed method takes is an error,
+    never applied to another parameter (label smoothing's ε)."""
+    alphas = parse_numbers(alpha, "--alpha") if alpha else None
+    drops = parse_numbers(dropout, "--dropout") if dropout else None
+    out, took_alpha = _expand(_specs(methods, alphas, preset), alphas, drops)
+    if alphas is not None and not took_alpha:
+        _alpha_unused()
+    return out
+
+
+def _specs(methods: str | None, alphas, preset: tuple[Variant, ...]) -> list[tuple]:
+    """(method, its own value or None, options, its own dropout or None) per --methods item or preset variant."""
     from robustbench_mix.methods import METHODS
 
-    alphas = parse_numbers(alpha, "--alpha") if alpha else None
-    drops = parse_numbers(dropout, "--dropout") if dropout else (0.0,)
     if methods:
-        specs = [parse_method(t) for t in split_list(methods, "--methods")]
-    else:
-        specs = [(v.method, None if alphas is not None and METHODS.get(v.method).takes_alpha_flag else v.alpha,
-                  v.options) for v in preset]
+        return [(*parse_method(t), None) for t in split_list(methods, "--methods")]
+    return [(v.method, None if alphas is not None and METHODS.get(v.method).takes_alpha_flag else v.alpha,
+             v.options, v.dropout) for v in preset]
+
+
+def _expand(specs: list[tuple], alphas, drops) -> tuple[tuple[Variant, ...], bool]:
+    """The variants of ``specs`` (see :func:`_specs`) and whether any took --alpha."""
+    from robustbench_mix.methods import METHODS
+
     out, took_alpha = [], False
-    for name, value, options in dict.fromkeys(specs):
+    for name, value, options, own_dropout in dict.fromkeys(specs):
         m = METHODS.get(name)
         if value is not None or not m.uses_alpha:
             values = (value if value is not None else 0.0,)
@@ -73,13 +87,48 @@ def grid_variants(methods: str | None, alpha: str | None, dropout: str | None,
             values, took_alpha = alphas, True
         else:
             values = (m.default,)
-        out += [Variant(name, a, d, options) for a in values for d in drops]
-    if alphas is not None and not took_alpha:
-        mixing = [n for n in METHODS if METHODS.get(n).takes_alpha_flag]
-        raise UsageError(f"--alpha sets the Beta(α, α) parameter of {', '.join(mixing)} where --methods lists them "
-                         "without a value of their own; none is listed so. Give each method its parameter in "
-                         "--methods, e.g. --methods mixup:8,label_smoothing:0.1")
-    return tuple(dict.fromkeys(out))
+        rates = drops if drops is not None else (own_dropout or 0.0,)
+        out += [Variant(name, a, d, options) for a in values for d in rates]
+    return tuple(dict.fromkeys(out)), took_alpha
+
+
+def _alpha_unused():
+    from robustbench_mix.methods import METHODS
+
+    mixing = [n for n in METHODS if METHODS.get(n).takes_alpha_flag]
+    raise UsageError(f"--alpha sets the Beta(α, α) parameter of {', '.join(mixing)} where --methods lists them "
+                     "without a value of their own; none is listed so. Give each method its parameter in "
+                     "--methods, e.g. --methods mixup:8,label_smoothing:0.1")
+
+
+def narrowed(suite: Suite, methods: str | None, alpha: str | None, dropout: str | None) -> Suite:
+    """``suite`` with --methods, --alpha and --dropout applied. --methods names the grid (the same variants at
+    every noise rate). Without it, a preset's pairings stay: where it gives each noise rate its own variants
+    (``by_noise``, Table 2's), --alpha replaces the mixing methods' alpha at every rate and each variant keeps
+    its rate and dropout; --dropout, which would replace every variant's own dropout there, is refused."""
+    if methods or not (alpha or dropout):
+        return suite if not methods else replace(suite, variants=grid_variants(methods, alpha, dropout, ()),
+                                                 by_noise=())
+    if not suite.by_noise:
+        return replace(suite, variants=grid_variants(None, alpha, dropout, suite.variants))
+    if dropout:
+        from robustbench_mix.methods import run_label
+
+        pairs = "; ".join(f"{p:g}: " + ", ".join(run_label(v.method, v.alpha, v.dropout, v.options) for v in vs)
+                          for p, vs in suite.by_noise)
+        raise UsageError(f"--dropout: preset {suite.name!r} pairs each method with a dropout of its own at each noise "
+                         f"rate ({pairs}), which --dropout would replace; name the grid with --methods instead, "
+                         f"e.g. --methods erm,mixup:8 --dropout {dropout} --noise {suite.by_noise[0][0]:g}")
+    alphas = parse_numbers(alpha, "--alpha")
+    variants, took = _expand(_specs(None, alphas, suite.variants), alphas, None)
+    by_noise = []
+    for p, vs in suite.by_noise:
+        narrowed_vs, took_here = _expand(_specs(None, alphas, vs), alphas, None)
+        by_noise.append((p, narrowed_vs))
+        took = took or took_here
+    if not took:
+        _alpha_unused()
+    return replace(suite, variants=variants, by_noise=tuple(by_noise))
 
 
 @dataclass(frozen=True)
@@ -133,10 +182,10 @@ def surrogate_of(exp: Experiment) -> Experiment:
 def with_lists(exp: Experiment, *, attacks: str | None = None, eps: str | None = None, eps_l2: str | None = None,
                corruptions: str | None = None) -> Experiment:
     """The evaluation's lists as the command line writes them (--attacks, --eps, --eps-l2, --corruptions), where
-    given, applied to ``exp``."""
+    given, applied to ``exp``. A name or value listed twice counts once (``--eps 8,8/255`` is ``--eps 8``)."""
     if attacks is not None:  # 'none': clean metrics and curves only (as the Table 2 presets)
         none = str(attacks).strip() == "none"
-        exp = replace(exp, attacks=() if none else tuple(split_list(attacks, "--attacks")))
+        exp = replace(exp, attacks=() if none else unique(split_list(attacks, "--attacks")))
     if eps is not None:
         exp = replace(exp, eps=parse_eps(eps))
     if eps_l2 is not None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import math
+import numbers
 import re
 
 from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.parsing import not_finite
 from robustbench_mix.core.registry import unknown
-from robustbench_mix.core.units import L2_UNITS, Norm, fmt_eps
+from robustbench_mix.core.units import L2_UNITS, Norm, fmt_eps, fmt_row_eps, row_eps, stored_eps
 from robustbench_mix.experiment.experiment import PRECISIONS, SCHEDULES, SEED_LIMIT, Experiment
 
 
@@ -33,8 +34,16 @@ def validate(exp: Experiment) -> None:
     problem = method.check(exp.alpha) if method.uses_alpha else None
     if exp.method_options != LEGACY:  # a recorded run of an earlier version: evaluated, never trained again
         method.option_values(exp.method, exp.method_options)  # a UsageError naming the method and the value
+    if problem:
+        raise UsageError(f"method {exp.method}: {problem}")
+    # every number finite first (and before the comparisons below are made), so that a range check never calls
+    # NaN negative nor lets inf pass as positive
+    for p in [not_finite(*c) for c in _numbers(exp)] + [
+            None if isinstance(v, numbers.Integral) and not isinstance(v, bool) else f"{name} {v!r} is not a whole "
+            "number" for name, v in _counts(exp)]:
+        if p:
+            raise UsageError(p)
     checks = [
-        (problem is None, f"method {exp.method}: {problem}"),
         (exp.alpha >= 0, f"alpha {exp.alpha} is negative; the methods' parameters are >= 0"),
         (not method.mixes_hidden or len(MIX_POINTS.get(exp.model, ())) >= 3,
          f"method {exp.method} mixes hidden states, and model {exp.model} declares no mixing points "
@@ -77,8 +86,7 @@ def validate(exp: Experiment) -> None:
         checks.append((0 <= e <= 255, f"epsilon {fmt_eps(e)} is outside [0, 255/255]: "
                                       f"epsilons are fractions of the pixel range, given in /255 units"))
     for e in exp.eps_l2:
-        checks.append((isinstance(e, int | float) and math.isfinite(e) and e >= 0,
-                       f"L2 radius {e!r} must be a finite number >= 0; {L2_UNITS}"))
+        checks.append((e >= 0, f"L2 radius {e!r} must be a finite number >= 0; {L2_UNITS}"))
     l2 = [a for a in exp.attacks if get_attack(a).norm == Norm.L2]
     checks.append((not l2 or bool(exp.eps_l2),
                    f"attack(s) {', '.join(l2)} are L2 attacks and need their radii: give --eps-l2 (eps_l2 in the "
@@ -86,3 +94,46 @@ def validate(exp: Experiment) -> None:
     for ok, msg in checks:
         if not ok:
             raise UsageError(msg)
+    check_repeats(exp)
+
+
+def _numbers(exp: Experiment) -> list[tuple[str, object, str]]:
+    """(name, value, allowed range) of every real-valued field."""
+    out = [("alpha", exp.alpha, ">= 0"), ("dropout", exp.dropout, "in [0, 1)"), ("noise", exp.noise, "in [0, 1)"),
+           ("learning rate", exp.lr, "> 0"), ("weight decay", exp.weight_decay, ">= 0"),
+           ("momentum", exp.momentum, "in [0, 1)"), ("validation fraction", exp.val_fraction, "in [0, 1)"),
+           ("check epsilon", exp.check_eps, "in [0, 255] (/255 units)")]
+    if exp.attack_step_size is not None:
+        out.append(("attack step size", exp.attack_step_size, "in (0, 255] (/255 units)"))
+    out += [("epsilon", e, "in [0, 255] (/255 units)") for e in exp.eps]
+    return out + [("L2 radius", e, f">= 0; {L2_UNITS}") for e in exp.eps_l2]
+
+
+def _counts(exp: Experiment) -> list[tuple[str, object]]:
+    return [("epochs", exp.epochs), ("batch size", exp.batch_size), ("train samples", exp.train_samples),
+            ("attack steps", exp.attack_steps), ("attack samples", exp.attack_samples),
+            ("attack restarts", exp.attack_restarts), ("eval-every", exp.eval_every), ("seed", exp.seed)]
+
+
+def check_repeats(exp: Experiment) -> None:
+    """No attack, corruption or radius twice: each would write its rows twice under one key of runs.csv
+    (``store.schema.KEY``), which no command can read. Radii are compared as runs.csv records them
+    (:func:`core.units.stored_eps`), so two values that differ only beyond those digits are one too."""
+    for what, names in (("attack", exp.attacks), ("corruption", exp.corruptions)):
+        twice = [n for i, n in enumerate(names) if n in names[:i]]
+        if twice:
+            raise UsageError(f"{what} {twice[0]} is listed twice; list each {what} once")
+    for norm, radii, what, whats in ((Norm.LINF, exp.eps, "epsilon", "epsilons"),
+                                     (Norm.L2, exp.eps_l2, "L2 radius", "L2 radii")):
+        unit = "/255" if norm == Norm.LINF else ""
+        seen: dict[float, float] = {}
+        for e in radii:
+            key = stored_eps(norm, e)
+            if key not in seen:
+                seen[key] = e
+            elif seen[key] == e:
+                raise UsageError(f"{what} {e:.10g}{unit} is listed twice; list each {what} once")
+            else:
+                raise UsageError(f"{whats} {seen[key]:.10g}{unit} and {e:.10g}{unit} are one value in runs.csv, "
+                                 f"which records both as {fmt_row_eps(norm, row_eps(norm, e))} (eps {key:g}); give "
+                                 f"values that differ there, or one of them")

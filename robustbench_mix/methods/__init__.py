@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.parsing import to_float
 from robustbench_mix.core.registry import Registry, unknown
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
@@ -58,7 +59,7 @@ class Option:
                 raise UsageError(f"method {method}: {self.name} {text!r} is not one of {', '.join(self.choices)}")
             return text
         try:
-            value = float(text)
+            value = to_float(text)  # -0 is 0: one spelling, one run id
         except ValueError:
             raise UsageError(f"method {method}: {self.name} {text!r} is not a number") from None
         problem = self.check(value)

@@ -21,25 +21,34 @@ import torch.nn.functional as F
 
 from robustbench_mix.attacks.base import frozen_eval
 from robustbench_mix.attacks.linf import pgd, project
-from robustbench_mix.core.units import fraction
+from robustbench_mix.core.parsing import not_finite, not_whole
+from robustbench_mix.core.units import LEVELS, fraction
 from robustbench_mix.methods import METHODS, Method, Option, no_draws
-from robustbench_mix.methods.mixing import beta_check, mixed_ce, mixup_draw
+from robustbench_mix.methods.mixing import ALPHA_MAX, beta_check, mixed_ce, mixup_draw
 
 GRAPH_REASON = "each step runs an attack with its own forward and backward passes before the update"
 
 
-def _positive(name: str):
-    return lambda v: None if v > 0 else f"{name}={v:g} must be positive"
+# attack iterations per training step: a bound far above any reference's (10), below what would run for days
+MAX_STEPS = 10_000
 
 
-def _at_least_one(v: float) -> str | None:
-    return None if v >= 1 and v == int(v) else f"steps={v:g} must be a whole number >= 1"
+def _radius(name: str):
+    def check(v: float) -> str | None:  # /255 units, as --eps: beyond the whole pixel range means nothing
+        return not_finite(name, v, f"in (0, {LEVELS:g}] (/255 units)") or (
+            f"{name}={v:g} must be positive" if v <= 0 else None if v <= LEVELS else
+            f"{name}={v:g} is outside (0, {LEVELS:g}] (/255 units): 255/255 is the whole pixel range")
+    return check
+
+
+def _steps(v: float) -> str | None:
+    return not_whole("steps", v, 1, MAX_STEPS)
 
 
 def _options(eps: float, steps: int, step_size: float) -> tuple[Option, ...]:
-    return (Option("eps", eps, "training radius, L-infinity, /255", check=_positive("eps")),
-            Option("steps", float(steps), "attack iterations per training step", check=_at_least_one),
-            Option("step_size", step_size, "the attack's signed step, /255", check=_positive("step_size")))
+    return (Option("eps", eps, "training radius, L-infinity, /255", check=_radius("eps")),
+            Option("steps", float(steps), "attack iterations per training step", check=_steps),
+            Option("step_size", step_size, "the attack's signed step, /255", check=_radius("step_size")))
 
 
 def pgd_examples(model, x, y, *, eps: float, steps: float, step_size: float) -> torch.Tensor:
@@ -117,7 +126,9 @@ def mixup_at_step(model, x, y, num_classes, lam, perm, lam_adv=None, perm_adv=No
 
 
 def _beta_check(beta: float) -> str | None:
-    return None if beta >= 0 else f"beta {beta:g} is negative; TRADES' trade-off weight is >= 0"
+    return not_finite("beta", beta, f"in [0, {ALPHA_MAX:.0f}]") or (
+        f"beta {beta:g} is negative; TRADES' trade-off weight is >= 0" if beta < 0 else
+        None if beta <= ALPHA_MAX else f"beta {beta:g} is outside [0, {ALPHA_MAX:.0f}], TRADES' trade-off weight")
 
 
 # Madry et al.'s CIFAR-10 radius and step (8/255, 2/255), with 10 steps as in Rice et al. (2020)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from robustbench_mix.core.parsing import not_finite
 from robustbench_mix.methods import METHODS, LossFn, Method, Option, erm_apply
 
 
@@ -42,8 +43,20 @@ def mixup_apply(x, y, num_classes, lam, perm) -> tuple[torch.Tensor, LossFn]:
     return mix(x, y, lam, perm)
 
 
+# Beyond this, Beta(alpha, alpha) is 0.5 to the digits a float keeps, and near 1e308 numpy draws 0: a bound, not a
+# limit of the method
+ALPHA_MAX = 1e6
+
+
 def beta_check(alpha: float) -> str | None:
-    return None if alpha >= 0 else f"alpha {alpha} is negative; the Beta(alpha, alpha) mixing needs alpha >= 0"
+    allowed = f"in [0, {ALPHA_MAX:.0f}]"
+    problem = not_finite("alpha", alpha, allowed)
+    if problem:
+        return problem
+    if alpha < 0:
+        return f"alpha {alpha} is negative; the Beta(alpha, alpha) mixing needs alpha >= 0"
+    return None if alpha <= ALPHA_MAX else (f"alpha {alpha:g} is above {ALPHA_MAX:.0f}; the Beta(alpha, alpha) mixing "
+                                            f"takes alpha {allowed} (beyond it every lambda is 0.5)")
 
 
 mixup = METHODS.register("mixup")(Method(mixup_draw, mixup_apply, uses_alpha=True, title="mixup",
@@ -151,7 +164,8 @@ def cutmix_apply(x, y, num_classes, y1, y2, x1, x2, perm) -> tuple[torch.Tensor,
 
 
 def prob_check(p: float) -> str | None:
-    return None if 0 <= p <= 1 else f"CutMix probability prob={p:g} is outside [0, 1]"
+    return not_finite("CutMix probability prob", p, "in [0, 1]") or (
+        None if 0 <= p <= 1 else f"CutMix probability prob={p:g} is outside [0, 1]")
 
 
 CUTMIX_PROB = Option("prob", 0.5, "the probability that a batch is CutMixed (the reference's cutmix_prob; 0.5 in its "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from robustbench_mix.core.parsing import not_finite
 from robustbench_mix.methods import METHODS, LossFn, Method
 
 
@@ -23,7 +24,8 @@ def smoothing_draw(n, alpha, rng, generator, device) -> tuple:
 
 
 def epsilon_check(eps: float) -> str | None:
-    return None if 0 <= eps < 1 else f"label smoothing epsilon {eps:g} is outside [0, 1)"
+    return not_finite("label smoothing epsilon", eps, "in [0, 1)") or (
+        None if 0 <= eps < 1 else f"label smoothing epsilon {eps:g} is outside [0, 1)")
 
 
 label_smoothing = METHODS.register("label_smoothing")(Method(

@@ -24,6 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from robustbench_mix.core.errors import UsageError
+from robustbench_mix.core.parsing import exact_text
 from robustbench_mix.core.registry import unknown
 from robustbench_mix.evaluation.metrics import percent_scale
 from robustbench_mix.experiment.experiment import Experiment
@@ -70,10 +71,12 @@ def scale(metric: str) -> float:
 
 
 def _text(v) -> str:
+    """A field's value as text that tells every two values apart (:func:`core.parsing.exact_text`: runs at eps
+    0.1 and 0.1000001 were pooled as seeds of one configuration when floats were compared at 6 digits)."""
     if isinstance(v, tuple):
         return ",".join(_text(x) for x in v) or "()"
     if isinstance(v, float):
-        return f"{v:g}"
+        return exact_text(v)
     return "none" if v is None else str(v)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -34,15 +35,17 @@ def _line(df: pd.DataFrame, mask) -> int:
     return int(pd.Series(mask, index=df.index).to_numpy().argmax()) + 2
 
 
-def load_runs(path: str | Path, strict: bool = True) -> pd.DataFrame:
+def load_runs(path: str | Path, strict: bool = True, text: str | None = None) -> pd.DataFrame:
     """Read a runs.csv and check it against the contract; errors name the file, line, column and value.
 
     ``strict``: a damaged run (lost rows, a non-finite or impossible value, see :func:`damaged_runs`) is an
-    error; the suite reads with ``strict=False`` and redoes such runs instead.
+    error; the suite reads with ``strict=False`` and redoes such runs instead. ``text``: the content to check
+    instead of the file's (what a writer is about to write there), named as ``path``.
     """
     path = Path(path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        df = pd.read_csv(path if text is None else io.StringIO(text), dtype=str, keep_default_na=False,
+                         encoding="utf-8")
     except pd.errors.EmptyDataError:
         raise ResultsError(f"{path}: the file is empty; expected a header with columns {', '.join(COLUMNS)}") from None
     except pd.errors.ParserError as e:

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from robustbench_mix.attacks.base import WORST, attack_norm
+from robustbench_mix.core.parsing import exact_text
 from robustbench_mix.evaluation.metrics import CHECK_PREFIX, percent_scale, summary_metrics
 from robustbench_mix.experiment.experiment import NOT_HASHED, Experiment
 from robustbench_mix.store.schema import COLUMNS, CONFIG_COLUMNS, CORRUPTION_PREFIXES, adversarial, fmt_row_eps
@@ -26,7 +27,7 @@ def config_fields(df: pd.DataFrame) -> pd.DataFrame:
     for rid, text in df.drop_duplicates("run_id")[["run_id", "config"]].itertuples(index=False):
         d = Experiment.from_json(text).to_dict()
         d.pop("device")  # the requested device; the device column says where it really ran
-        recs[rid] = {k: (",".join(f"{x:g}" if isinstance(x, float) else str(x) for x in v)
+        recs[rid] = {k: (",".join(exact_text(x) if isinstance(x, float) else str(x) for x in v)
                          if isinstance(v, tuple) else ("" if v is None else v)) for k, v in d.items()}
     out = pd.DataFrame.from_dict(recs, orient="index")
     # a field whose name is also a measurement column (eps) gets a prefix
@@ -89,6 +90,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=GROUP + ["n_seeds"])
     cfg = config_fields(d)
     keys = group_keys(cfg)
+    # the CSV's own columns hold 6 digits: the config's exact values group (lr 0.1 and 0.1000001 are not seeds
+    # of one configuration)
+    exact = [c for c in GROUP if c in cfg and d[c].dtype.kind == "f"]
+    d = d.assign(**{c: d["run_id"].map(cfg[c].astype(float)) for c in exact})
     cfg = cfg[[k for k in keys if k not in GROUP]]
     d = d.join(cfg, on="run_id")
     # check_na rows (nothing to compare) are neither passed nor failed

@@ -8,9 +8,10 @@ import pandas as pd
 from filelock import FileLock
 
 from robustbench_mix.core.atomic import atomic_write_text
+from robustbench_mix.core.units import FLOAT_FORMAT
 from robustbench_mix.experiment.experiment import Experiment
 from robustbench_mix.store.load import damaged_runs, load_runs
-from robustbench_mix.store.schema import COLUMNS, FAILURE_COLUMNS, FORMULA_START, now
+from robustbench_mix.store.schema import COLUMNS, FAILURE_COLUMNS, FORMULA_START, ResultsError, now
 
 
 def neutralize(value):
@@ -18,11 +19,16 @@ def neutralize(value):
     return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
-def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+def csv_text(df: pd.DataFrame) -> str:
+    """The CSV text of a results frame, as every results file is written."""
     text_cols = [c for c in df.columns if df[c].dtype == object]
     if text_cols:
         df = df.assign(**{c: df[c].map(neutralize) for c in text_cols})
-    atomic_write_text(path, df.to_csv(index=False, float_format="%.6g"))
+    return df.to_csv(index=False, float_format=FLOAT_FORMAT)
+
+
+def atomic_write_csv(df: pd.DataFrame, path: Path) -> None:
+    atomic_write_text(path, csv_text(df))
 
 
 def results_lock(path: Path) -> FileLock:
@@ -34,13 +40,23 @@ def results_lock(path: Path) -> FileLock:
 
 def merge_run(path: Path, run_rows: pd.DataFrame) -> pd.DataFrame:
     """Replace this run's rows in ``path``, under the results lock (other processes may write the same file)
-    and atomically, so a results file never holds a row twice or loses another writer's run."""
+    and atomically, so a results file never holds a row twice or loses another writer's run.
+
+    The text to be written is read back first as every command reads runs.csv (:func:`load_runs`): rows that
+    would make the file unreadable (two rows under one key, also two that differ only beyond the 6 digits the
+    file keeps) are a ResultsError and the file stays as it was."""
     with results_lock(path):
         old = load_runs(path, strict=False) if path.exists() else pd.DataFrame(columns=COLUMNS)
         ids = set(run_rows["run_id"])
         merged = pd.concat([old[~old["run_id"].isin(ids)], run_rows], ignore_index=True) if len(old) else run_rows
         merged = merged.sort_values(["preset", "run_id", "epoch"], kind="stable").reset_index(drop=True)
-        atomic_write_csv(merged, path)
+        text = csv_text(merged)
+        try:
+            load_runs(path, strict=False, text=text)
+        except ResultsError as e:
+            raise ResultsError(f"the rows of run {', '.join(sorted(ids))} were not written, since {path} would then "
+                               f"be unreadable ({e}); the file is as it was") from None
+        atomic_write_text(path, text)
     return merged
 
 

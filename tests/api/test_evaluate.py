@@ -250,13 +250,23 @@ class FakeTerminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("progress, terminal, shown", [(None, True, True), (False, True, False),
-                                                       (None, False, False), (True, True, True)])
-def test_progress_is_shown_on_a_terminal_unless_turned_off(xy, monkeypatch, progress, terminal, shown):
+@pytest.mark.parametrize("progress", [None, True])
+def test_on_a_terminal_progress_is_bars_and_the_attacks_expected_cost(xy, monkeypatch, progress):
+    err = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    rbm.evaluate(linear(), xy, attacks=("fgsm",), corruptions=("contrast",), batch_size=25, progress=progress)
+    out = err.getvalue()
+    assert "attacks" in out and "corruptions" in out and "\r" in out, out  # tqdm's bars
+    assert "fgsm eps 8/255 on 60 images: first of 3 batches took" in out
+    assert "done in" not in out  # the per-attack log lines are for logs: on a terminal the bars say it
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_false_says_nothing(xy, monkeypatch, terminal):
     err = FakeTerminal() if terminal else io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
-    rbm.evaluate(linear(), xy, attacks=("fgsm",), corruptions=("contrast",), progress=progress)
-    assert ("attacks" in err.getvalue() and "corruptions" in err.getvalue()) == shown, err.getvalue()
+    rbm.evaluate(linear(), xy, attacks=("fgsm",), corruptions=("contrast",), batch_size=25, progress=False)
+    assert err.getvalue() == ""
 
 
 # --------------------------------------------------------------------------- headline, filters and saving
@@ -386,6 +396,16 @@ def test_unusable_weight_files_are_refused(tmp_path, content, says):
         rbm.build_model("tv:resnet18", num_classes=10, weights=path)
 
 
+@pytest.mark.parametrize("weights, says", [
+    (lambda: linear().state_dict(), r"got OrderedDict \(a state_dict in memory\? .*load_state_dict"),
+    (lambda: 3, "got int"),
+    (lambda: b"r18.pth", "got bytes"),
+])
+def test_weights_that_are_not_a_path_are_refused_with_what_to_do(weights, says):
+    with pytest.raises(UsageError, match=f"weights= takes the path of a state_dict file or 'pretrained', {says}"):
+        rbm.build_model("tv:resnet18", num_classes=10, weights=weights())
+
+
 def test_pretrained_weights_offline_or_of_another_class_count_say_what_to_do(monkeypatch):
     import urllib.error
 
@@ -454,8 +474,8 @@ def test_the_public_names_are_the_api_not_modules():
 
 
     assert callable(rbm.evaluate) and not isinstance(rbm.evaluate, types.ModuleType)
-    assert set(rbm.__all__) == {"CORRUPTIONS", "__version__", "accuracies", "build_model", "diagnostics", "evaluate",
-                                "headline", "load_runs", "save_runs",
+    assert set(rbm.__all__) == {"CORRUPTIONS", "__version__", "accuracies", "benchmark", "build_model", "diagnostics",
+                                "evaluate", "headline", "load_runs", "save_runs",
                                 # the plugins' API (docs/own-method.md)
                                 "beta", "register_attack", "register_corruption", "register_method", "register_model"}
     assert all(callable(getattr(rbm, n)) for n in rbm.__all__ if n not in ("CORRUPTIONS", "__version__"))

@@ -257,3 +257,38 @@ def test_positive_controls_follow_the_method_trait(monkeypatch):
     assert not checks_mod._adversarial_method(SimpleNamespace(method="no_such_method"))
     monkeypatch.setattr(METHODS, "get", lambda name: SimpleNamespace(adversarial=True))
     assert checks_mod._adversarial_method(SimpleNamespace(method="erm"))
+
+
+def _correct(model, x_u8, y, attack, e, step_size, batch_size=16):
+    from robustbench_mix.evaluation.evaluators import attack_correct
+
+    torch.manual_seed(0)
+    return attack_correct(model, model, x_u8, y, attack, e, steps=3, step_size=step_size, restarts=1,
+                          batch_size=batch_size, seed=0)
+
+
+def test_the_evaluator_steps_l2_attacks_by_their_own_rule_not_the_linf_step_size(rand_images):
+    """--attack-step-size is /255 for the L-infinity attacks; PGD-L2 steps 2.5 * eps / steps whatever it says."""
+    x, y = rand_images
+    x_u8 = (x * 255).round().to(torch.uint8)
+    model = linear_model().eval()
+    given = _correct(model, x_u8, y, "pgd_l2", 0.5, step_size=2.0)
+    default = _correct(model, x_u8, y, "pgd_l2", 0.5, step_size=None)
+    torch.testing.assert_close(given["l2"], default["l2"], rtol=0, atol=0)
+    assert torch.equal(given["top1"], default["top1"])
+
+
+def test_max_l2_is_the_largest_perturbation_of_any_example_not_a_mean(rand_images):
+    x, y = rand_images
+    x_u8 = torch.full_like(x, 128, dtype=torch.uint8)
+    x_u8[::2] = 0  # every other image at the box's corner, where FGM's step is clipped shorter than eps, so that
+    # each batch holds both kinds and a batch mean of the norms would lie below the batch's maximum
+    model = linear_model().eval()
+    res = _correct(model, x_u8, y, "fgm_l2", 0.3, step_size=None, batch_size=4)
+    from robustbench_mix.data.prepare import prep
+
+    xs = prep(x_u8)
+    torch.manual_seed(0)
+    per_example = _l2(fgm_l2(model, xs, y, 0.3) - xs)
+    assert per_example.min() < 0.3 - 1e-3  # the clipped ones: a mean would lie below the maximum
+    torch.testing.assert_close(res["l2"], per_example.max(), atol=1e-6, rtol=0)

@@ -95,6 +95,16 @@ def test_dry_run_lists_runs_without_training(tmp_path, capsys):
     (["--dataset", "imagefolder:/nonexistent/x"], "does not exist"),
     (["--dataset", "cifar10", "--data-dir", "/dev/null/sub"], "--data-dir '/dev/null/sub' is not writable"),
     (["--lr", "0"], "learning rate 0.0 must be positive"),
+    # not finite: refused naming the value and the range; NaN is not "negative", inf not "positive"
+    (["--alpha", "inf"], r"method mixup: alpha inf is not a finite number; it must be a finite number in \[0, "),
+    (["--alpha", "nan"], r"alpha nan is not a finite number"),
+    (["--lr", "1e400"], "learning rate inf is not a finite number; it must be a finite number > 0"),
+    (["--dropout", "nan"], r"dropout nan is not a finite number; it must be a finite number in \[0, 1\)"),
+    (["--noise", "inf"], r"noise inf is not a finite number; it must be a finite number in \[0, 1\)"),
+    (["--weight-decay", "nan"], "weight decay nan is not a finite number; it must be a finite number >= 0"),
+    (["--eps-l2", "0.5,0.5000001", "--attacks", "pgd_l2"], "L2 radii 0.5 and 0.5000001 are one value in runs.csv"),
+    (["--eps", "8,8.0000001"], "epsilons 8/255 and 8.0000001/255 are one value in runs.csv"),
+    (["--attacks", "pgd_l2", "--eps-l2", "9"], "--eps-l2 9 is larger than 8, the L2 distance between an all-black"),
     (["--compile", "--cuda-graphs"], "--compile and --cuda-graphs model exclude each other.*--cuda-graphs step"),
     (["--compile", "--cuda-graphs", "model"], "--compile and --cuda-graphs model exclude each other"),
 ])

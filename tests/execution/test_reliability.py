@@ -532,3 +532,25 @@ def test_dry_run_marks_the_runs_the_real_run_refuses(tmp_path, capsys):
     assert "would be refused" in out.err
     assert main(["--out", str(tmp_path), *TINY, "--dry-run"]) == 0
     assert "refused" not in capsys.readouterr().out
+
+
+def test_a_run_whose_rows_would_make_runs_csv_unreadable_fails_alone_and_the_file_stays_readable(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    """The store's last line of defence: rows under one key twice (which validation now refuses before
+    training) are not written; that run is recorded as failed, the grid goes on and runs.csv reads."""
+    import robustbench_mix.execution.executors as executors
+
+    real = executors.run_experiment
+
+    def twice_for_mixup(exp, *a, **k):
+        rows = real(exp, *a, **k)
+        return rows + rows[:1] if exp.method == "mixup" else rows
+
+    monkeypatch.setattr(executors, "run_experiment", twice_for_mixup)
+    args = ["--out", str(tmp_path), "--epochs", "1", "--no-progress", "--attacks", "none", "--noise", "0"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "1 run(s) failed" in err and "were not written" in err and "repeats the measurement" in err, err
+    df = load_runs(tmp_path / "runs.csv")
+    assert set(df["method"]) == {"erm"} and not df.duplicated(KEY).any()
+    assert list(pd.read_csv(tmp_path / "failures.csv")["method"]) == ["mixup"]

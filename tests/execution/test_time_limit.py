@@ -357,3 +357,21 @@ def test_a_run_that_failed_before_the_limit_is_named_and_the_exit_is_3_when_othe
     assert states[0].startswith("FAILED in this invocation") and states[1] == "partial, epoch 2 of 3"
     assert "RuntimeError: planted failure" in err.split("1 run(s) failed (details in ")[1].splitlines()[1]
     assert "the same command resumes from there:" in err and "0.0s are left" in err
+
+
+def test_the_estimate_uses_only_what_was_measured_on_this_environment(tmp_path):
+    """An epoch timed on a GPU says nothing of one on this CPU: a grid resumed elsewhere must not stop (or go on)
+    by another machine's speed. Seeds share their configuration's timing; set-up pieces count only when alone."""
+    from robustbench_mix.experiment.experiment import Experiment
+
+    timings = timelimit.Timings(tmp_path)
+    exp, other_seed = Experiment(epochs=3), Experiment(epochs=3, seed=1)
+    timings.record(exp, 1, 50.0, True, "cpu (x86_64, 2 threads)")
+    timings.record(exp, 2, 10.0, False, "cpu (x86_64, 2 threads)")
+    timings.record(exp, 3, 1.0, False, "cuda (NVIDIA H100)")
+    timings.record(exp, None, 4.0, False, "cuda (NVIDIA H100)")
+    assert timings.estimate(other_seed, "cpu (x86_64, 2 threads)") == (10.0, None, {"cpu (x86_64, 2 threads)"})
+    assert timings.estimate(exp, "cuda (NVIDIA H100)") == (1.0, 4.0, {"cuda (NVIDIA H100)"})
+    assert timings.estimate(exp, "cpu (x86_64, 1 threads)") == (None, None, set())
+    assert timings.estimate(exp, None)[0] == pytest.approx(5.5)
+    assert timelimit.Timings(tmp_path).estimate(exp, "cuda (NVIDIA H100)") == (1.0, 4.0, {"cuda (NVIDIA H100)"})

@@ -101,3 +101,65 @@ def test_preset_expands_to_valid_distinct_runs_with_known_tables(name):
         validate(r)
         assert r.preset == name
     assert all(t in TABLES for t in PRESETS[name].tables)
+
+
+# ----------------------------------------------------------------------- one value, one spelling, one run
+def _dry_run_ids(tmp_path, capsys, args) -> list[str]:
+    import re
+
+    from robustbench_mix.cli.suite import main
+
+    assert main(["--out", str(tmp_path / "dry"), "--dry-run", "--seeds", "0", "--noise", "0", *args]) == 0
+    return re.findall(r"^\s+([0-9a-f]{10})\s", capsys.readouterr().out, re.M)
+
+
+@pytest.mark.parametrize("zero,minus_zero", [
+    (["--methods", "label_smoothing:0"], ["--methods", "label_smoothing:-0"]),
+    (["--methods", "mixup:0"], ["--methods", "mixup:-0"]),
+    (["--methods", "mixup", "--alpha", "0"], ["--methods", "mixup", "--alpha", "-0"]),
+    (["--methods", "cutmix:1:prob=0"], ["--methods", "cutmix:1:prob=-0"]),
+    (["--methods", "erm", "--dropout", "0"], ["--methods", "erm", "--dropout", "-0"]),
+    (["--methods", "erm", "--noise", "0"], ["--methods", "erm", "--noise", "-0"]),
+    (["--attacks", "pgd_l2", "--eps-l2", "0,0.5"], ["--attacks", "pgd_l2", "--eps-l2=-0,0.5"]),
+    (["--eps", "0,8"], ["--eps=-0,8"]),
+])
+def test_minus_zero_is_the_run_at_zero(tmp_path, capsys, zero, minus_zero):
+    """-0 equals 0 but hashed as other text: `label_smoothing:-0` after `:0` trained a second identical run."""
+    ids = _dry_run_ids(tmp_path, capsys, zero)
+    assert ids and _dry_run_ids(tmp_path, capsys, minus_zero) == ids
+
+
+def test_minus_zero_in_the_python_api_is_zero():
+    from robustbench_mix.core.units import eps_from_fraction
+
+    assert str(eps_from_fraction(-0.0)) == "0.0"
+    assert Experiment(method="mixup", alpha=-0.0, eps=(-0.0, 8.0), noise=-0.0).run_id == \
+        Experiment(method="mixup", alpha=0.0, eps=(0.0, 8.0), noise=0.0).run_id
+    assert Experiment(method="cutmix", alpha=1.0, method_options="prob=-0").method_options == "prob=0.0"
+
+
+@pytest.mark.parametrize("repeated,once", [
+    (["--attacks", "pgd_l2,pgd_l2", "--eps-l2", "0.5"], ["--attacks", "pgd_l2", "--eps-l2", "0.5"]),
+    (["--attacks", "pgd_l2", "--eps-l2", "0.5,0.5"], ["--attacks", "pgd_l2", "--eps-l2", "0.5"]),
+    (["--eps", "8,8/255", "--surrogate-seed", "100"], ["--eps", "8", "--surrogate-seed", "100"]),
+    (["--corruptions", "all,contrast"], ["--corruptions", "all"]),
+])
+def test_a_list_that_names_a_value_twice_means_it_once(tmp_path, capsys, repeated, once):
+    """A repeated attack or radius wrote rows under one key twice and made runs.csv unreadable to every command;
+    the lists merge repeats (after unit conversion: 8 and 8/255), as --methods and --corruptions do."""
+    ids = _dry_run_ids(tmp_path, capsys, once)
+    assert ids and _dry_run_ids(tmp_path, capsys, repeated) == ids
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"attacks": ("pgd", "pgd")}, "attack pgd is listed twice"),
+    ({"eps": (8.0, 8.0)}, "epsilon 8/255 is listed twice"),
+    ({"eps": (8.0, 8.00001)}, r"epsilons 8/255 and 8.00001/255 are one value in runs.csv, which records both as "
+                              r"8/255 \(eps 0.031373\)"),
+    ({"attacks": ("pgd_l2",), "eps_l2": (0.5, 0.5)}, "L2 radius 0.5 is listed twice"),
+    ({"attacks": ("pgd_l2",), "eps_l2": (1.234568, 1.234571)}, "L2 radii 1.234568 and 1.234571 are one value"),
+    ({"corruptions": ("contrast", "contrast")}, "corruption contrast is listed twice"),
+])
+def test_an_experiment_that_would_write_one_key_twice_is_refused(fields, message):
+    with pytest.raises(UsageError, match=message):
+        validate(Experiment(**fields))

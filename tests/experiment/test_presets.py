@@ -115,3 +115,45 @@ def test_the_robust_presets_train_each_adversarial_method_at_the_largest_radius_
     cpu = get_preset("robust-cpu").expand()
     assert len(cpu) == 15 and {r.seed for r in cpu} == {0, 1, 2} and all(r.dataset == "digits" for r in cpu)
     assert all(r.attack_restarts == 2 and r.check_eps > max(r.eps) for r in cpu)
+
+
+def _grid(*args):
+    from robustbench_mix.cli.suite_args import build_parser, suite_from_args
+
+    return suite_from_args(build_parser().parse_args(list(args))).expand()
+
+
+def _columns(runs):
+    return {(r.noise, r.method, r.alpha, r.dropout) for r in runs}
+
+
+def test_narrowing_one_axis_of_a_table2_preset_keeps_its_other_columns_and_pairings():
+    """--alpha on table2-cpu dropped the dropout columns (12 runs a seed became 6); --noise with --alpha or
+    --dropout crossed every rate's values (mixup at alpha 4, 8 and 32 at 50%)."""
+    runs = _grid("--preset", "table2-cpu", "--alpha", "4", "--seeds", "0")
+    assert _columns(runs) == {(p, m, a, d) for p, drops in ((0.2, (0.7, 0.1)), (0.5, (0.8, 0.3)), (0.8, (0.8, 0.3)))
+                              for m, a, d in (("erm", 0.0, 0.0), ("erm", 0.0, drops[0]), ("mixup", 4.0, 0.0),
+                                              ("mixup", 4.0, drops[1]))}
+    assert len(runs) == 12
+    # one rate: that rate's columns, the paper's alpha=32 alone and (8, p=0.3) with dropout, nothing of 20%
+    half = {(0.5, "erm", 0.0, 0.0), (0.5, "erm", 0.0, 0.8), (0.5, "mixup", 32.0, 0.0), (0.5, "mixup", 8.0, 0.3)}
+    assert _columns(_grid("--preset", "table2-cpu", "--noise", "0.5", "--seeds", "0")) == half
+    assert _columns(_grid("--preset", "table2-cpu", "--noise", "0.5", "--alpha", "16", "--seeds", "0")) == {
+        (0.5, "erm", 0.0, 0.0), (0.5, "erm", 0.0, 0.8), (0.5, "mixup", 16.0, 0.0), (0.5, "mixup", 16.0, 0.3)}
+    # the CPU CIFAR-10 preset (ERM and mixup per rate): --alpha replaces mixup's at each rate
+    assert _columns(_grid("--preset", "cifar10-cpu-table2", "--alpha", "2", "--seeds", "0")) == {
+        (0.2, "erm", 0.0, 0.0), (0.2, "mixup", 2.0, 0.0), (0.5, "erm", 0.0, 0.0), (0.5, "mixup", 2.0, 0.0)}
+
+
+def test_dropout_on_a_preset_that_pairs_dropout_per_rate_is_refused_naming_the_flag_to_use(tmp_path, capsys):
+    assert main(["--preset", "table2-cpu", "--noise", "0.5", "--dropout", "0.3", "--out", str(tmp_path),
+                 "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --dropout: preset 'table2-cpu' pairs each method with a "
+                                               "dropout of its own at each noise rate"), err
+    assert "0.5: ERM, ERM + dropout (p=0.8), mixup (α=32), mixup (α=8) + dropout (p=0.3)" in err[0]
+    assert "name the grid with --methods instead" in err[0]
+    # --methods names the grid: the same columns at every rate, as asked
+    runs = _grid("--preset", "table2-cpu", "--methods", "erm,mixup:32", "--dropout", "0,0.3", "--noise", "0.5",
+                 "--seeds", "0")
+    assert _columns(runs) == {(0.5, m, a, d) for m, a in (("erm", 0.0), ("mixup", 32.0)) for d in (0.0, 0.3)}

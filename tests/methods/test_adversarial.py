@@ -155,7 +155,16 @@ def test_the_step_restores_train_mode_and_parameter_gradients_and_leaves_frozen_
 
 
 @pytest.mark.parametrize("method,alpha,options,message", [
-    ("pgd_at", 0.0, "steps=0", "method pgd_at: steps=0 must be a whole number >= 1"),
+    ("pgd_at", 0.0, "steps=0", r"method pgd_at: steps=0 must be a whole number in \[1, 10000\]"),
+    # not finite or beyond any sane range: refused naming the value and the range (steps=inf raised
+    # OverflowError, steps=1e30 and eps=1e9 were accepted)
+    ("pgd_at", 0.0, "steps=inf", r"steps inf is not a finite number; it must be a whole number in \[1, 10000\]"),
+    ("pgd_at", 0.0, "steps=1e30", r"steps=1e\+30 must be a whole number in \[1, 10000\]"),
+    ("pgd_at", 0.0, "eps=1e9", r"eps=1e\+09 is outside \(0, 255\] \(/255 units\)"),
+    ("pgd_at", 0.0, "eps=inf", r"eps inf is not a finite number; it must be a finite number in \(0, 255\]"),
+    ("mixup_at", 1.0, "step_size=nan", r"step_size nan is not a finite number; it must be a finite number in \(0, 255"),
+    ("trades", float("inf"), "", r"method trades: beta inf is not a finite number; it must be a finite number in \["),
+    ("trades", float("nan"), "", r"beta nan is not a finite number"),
     ("pgd_at", 0.0, "steps=2.5", "steps=2.5 must be a whole number"),
     ("pgd_at", 0.0, "eps=-1", "method pgd_at: eps=-1 must be positive"),
     ("trades", 0.0, "step_size=0", "method trades: step_size=0 must be positive"),
@@ -176,6 +185,16 @@ def test_options_are_recorded_in_full_and_bound_to_the_step():
     assert not METHODS.get("mixup").adversarial
     m = method_for(Experiment(method="trades", alpha=6.0, method_options="steps=2"), (8, 8))
     assert m.step.keywords == {"eps": 8.0, "steps": 2.0, "step_size": 1.785}
+
+
+def test_trades_defaults_are_the_reference_commands_beta_6_and_10_steps_of_0_007():
+    """TRADES' CIFAR-10 command: beta 6, 10 steps of 0.007 (= 1.785/255); the radius 8/255 (docstring)."""
+    from robustbench_mix.experiment.grids import grid_variants
+
+    (v,) = grid_variants("trades", None, None, ())
+    assert v.alpha == 6.0
+    m = method_for(Experiment(method="trades", alpha=v.alpha), (8, 8))
+    assert m.step.keywords == {"eps": 8.0, "steps": 10.0, "step_size": 1.785}
 
 
 def test_adversarial_training_is_refused_with_speed_flags_before_training(tmp_path, capsys, monkeypatch):

@@ -521,6 +521,15 @@ def test_alpha_sets_only_the_beta_mixing_methods_listed_without_a_value():
     ("erm:1", "method erm takes no parameter"),
     ("cutmix:1:0.5", "method cutmix: '0.5' is not NAME=VALUE; its options: prob"),
     ("mixpu:1", "unknown method 'mixpu'.*did you mean 'mixup'"),
+    # not finite: named with the allowed range, NaN never "negative" (inf and 1e400 passed, NaN read as negative)
+    ("mixup:inf", r"method mixup: alpha inf is not a finite number; it must be a finite number in \[0, 1000000\]"),
+    ("mixup:1e400", r"method mixup: alpha inf is not a finite number"),
+    ("mixup:nan", r"method mixup: alpha nan is not a finite number; it must be a finite number in \[0, "),
+    ("mixup:1e308", r"method mixup: alpha 1e\+308 is above 1000000"),
+    ("label_smoothing:nan", r"label smoothing epsilon nan is not a finite number; it must be .* in \[0, 1\)"),
+    ("cutmix:1:prob=inf", r"CutMix probability prob inf is not a finite number; it must be .* in \[0, 1\]"),
+    ("trades:inf", r"method trades: beta inf is not a finite number"),
+    ("pgd_at:steps=inf", r"steps inf is not a finite number; it must be a whole number in \[1, 10000\]"),
 ])
 def test_a_bad_method_value_exits_2_naming_method_value_and_range_before_training(tmp_path, capsys, monkeypatch,
                                                                                   item, message):

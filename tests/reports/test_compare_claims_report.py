@@ -33,6 +33,23 @@ def test_compare_aligns_shuffled_rows_and_reports_missing_configurations():
     assert only_b == ["ERM, noise 0.2"]
 
 
+def test_compare_never_pools_runs_whose_configurations_differ_beyond_six_digits():
+    """Fields were compared as text at 6 significant digits: runs at L2 radius 0.1 and 0.1000001 pooled as the
+    n=2 seeds of one configuration."""
+    a = runs([({"method": "erm", "eps_l2": (0.1,), "seed": 0}, {"acc": 0.90}),
+              ({"method": "erm", "eps_l2": (0.1000001,), "seed": 1}, {"acc": 0.70})])
+    b = runs([({"method": "erm", "eps_l2": (0.1,), "seed": s}, {"acc": 0.80 + 0.02 * s}) for s in range(2)])
+    (cmp,) = compare_sides([a, b], ["a", "b"])
+    row = cmp.table[cmp.table["metric"] == "test acc"].iloc[0]
+    assert row["base_seeds"] == 1 and row["base_mean"] == pytest.approx(0.90) and row["other_seeds"] == 2
+    assert "eps_l2" in cmp.keys and json.loads(row["config_key"])["eps_l2"] == "0.1"
+    assert cmp.only_base == ["eps_l2 0.1000001"] and not cmp.only_other
+    # values that %g writes exactly read as before (8, 0.1, 1e-04), so descriptions and keys keep their text
+    (same,) = compare_sides([runs([({"method": "erm", "lr": 0.05}, {"acc": 0.9})]),
+                             runs([({"method": "mixup", "alpha": 1.0, "lr": 0.05}, {"acc": 0.8})])], ["a", "b"])
+    assert same.differs["method"] == ("erm", "mixup") and same.differs["alpha"] == ("0", "1")
+
+
 def test_welch_interval_matches_a_hand_computation():
     a, b = np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 6.0, 8.0])
     lo, hi = welch_ci(a, b)
@@ -40,6 +57,14 @@ def test_welch_interval_matches_a_hand_computation():
     # t(0.975, 4.0755) = 2.75627, so the half-width is 2.75627 * sqrt(2) = 3.89798 (3 dof: 4.50, 60 dof: 2.83)
     assert (lo + hi) / 2 == pytest.approx(3.0)
     assert (hi - lo) / 2 == pytest.approx(3.89798, abs=2e-4)
+
+
+def test_welch_interval_with_one_side_without_spread_is_the_other_sides_t_interval():
+    # a = 5 on every seed (no spread), b = 1, 2, 3: se^2 = 0 + 1/3, dof = (1/3)^2 / ((1/3)^2 / 2) = 2, t(0.975, 2)
+    # = 4.302653, half-width 4.302653 * sqrt(1/3) = 2.48414 around -3: not the zero-width interval of two flat sides
+    lo, hi = welch_ci(np.array([5.0, 5.0, 5.0]), np.array([1.0, 2.0, 3.0]))
+    assert (lo + hi) / 2 == pytest.approx(-3.0)
+    assert (hi - lo) / 2 == pytest.approx(2.48414, abs=1e-4)
 
 
 def test_paired_interval_is_the_one_sample_t_interval_of_the_differences():

@@ -34,6 +34,31 @@ def test_merge_replaces_a_runs_rows_instead_of_duplicating(tmp_path):
     assert df[(df["seed"] == 0) & (df["epoch"] == 3) & clean]["value"].item() == 0.95
 
 
+@pytest.mark.parametrize("extra", [
+    {"attack": "fgsm", "eps": 0.031373},  # a repeated attack or radius: the same key twice
+    {"attack": "pgd_l2", "eps": 1.2345681},  # beside 1.2345678: one key once the file keeps 6 digits
+], ids=["same key", "same key at 6 digits"])
+def test_no_writer_appends_rows_that_would_make_runs_csv_unreadable(tmp_path, extra):
+    """Rows under one key made every command on the folder exit 2 until runs.csv was edited by hand: the writer
+    refuses them and leaves the file as it was, readable."""
+    from robustbench_mix.store.schema import ResultsError
+
+    path = tmp_path / "runs.csv"
+    merge_run(path, _frame(0, 0.9))
+    before = path.read_bytes()
+    bad = _frame(1, 0.8)
+    first = {"attack": "pgd_l2", "eps": 1.2345678} if extra["attack"] == "pgd_l2" else {}
+    row = bad.iloc[[1]].assign(**extra)
+    bad = pd.concat([bad.iloc[:1], bad.iloc[[1]].assign(**first), row, bad.iloc[2:]], ignore_index=True)
+    bad["norm"] = bad["attack"].map({"pgd_l2": "L2", "fgsm": "Linf"}).fillna("")
+    bad["eps_255"] = bad["eps_255"].where(bad["norm"] != "L2", "")
+    bad.loc[bad["metric"] == "rows_in_run", "value"] = len(bad)
+    with pytest.raises(ResultsError, match=rf"the rows of run {bad['run_id'][0]} were not written.*repeats the "
+                                           "measurement.*the file is as it was"):
+        merge_run(path, bad)
+    assert path.read_bytes() == before and len(load_runs(path)) == 4
+
+
 def test_summary_pools_seeds_at_the_final_epoch(tmp_path):
     df = pd.concat([_frame(0, 0.9), _frame(1, 0.8), _frame(2, 0.7), _frame(0, 0.5, "mixup")])
     path = tmp_path / "runs.csv"
@@ -77,3 +102,16 @@ def test_memorized_fraction_of_noisy_and_true_label_predictors():
     same = (noisy[mask] == true[mask]).mean()  # random labels that happen to equal the true one
     assert predicts_true[("train_corrupted", "memorized")] == pytest.approx(same)
     assert predicts_true[("train_corrupted", "acc")] == 1.0 and predicts_true[("train_clean", "acc")] == 1.0
+
+
+def test_summary_never_pools_configurations_that_differ_beyond_the_csvs_six_digits(tmp_path):
+    """runs.csv writes lr and the radii at 6 significant digits: runs at lr 0.1 and 0.1000001 (or L2 radius 0.1
+    and 0.1000001) were summarized as two seeds of one configuration."""
+    for field, values in (("lr", (0.1, 0.1000001)), ("eps_l2", ((0.1,), (0.1000001,)))):
+        path = tmp_path / f"{field}.csv"
+        for seed, v in enumerate(values):
+            exp = Experiment(method="erm", seed=seed, epochs=3, **{field: v})
+            rows = [{"epoch": 3, "split": "test", "attack": "none", "eps": 0.0, "metric": "acc", "value": 0.9}]
+            merge_run(path, to_frame(exp, rows, device="cpu", command="test", rev="abc"))
+        summary = summarize(load_runs(path))
+        assert list(summary["n_seeds"]) == [1, 1], field

@@ -141,18 +141,19 @@ def plugin_entries(text: str) -> dict[str, str]:
 
 
 def plugin_record(exp: Experiment, keep_unknown: bool = True) -> str:
-    """The run's plugin entries (see ``Experiment.plugins``): each entry the run names (model, method, attacks,
-    corruptions) that a loaded plugin registered, with its origin; an entry that no registry knows keeps what
+    """The run's plugin entries (see ``Experiment.plugins``): each entry the run names (data set, model, method,
+    attacks, corruptions) that a loaded plugin registered, with its origin; an entry that no registry knows keeps what
     ``exp.plugins`` recorded for it (unless ``keep_unknown`` is False: what this process has, for a Ray worker's
     check); built-in entries are not listed."""
     from robustbench_mix.attacks.base import ATTACKS
     from robustbench_mix.corruptions.base import CORRUPTIONS
+    from robustbench_mix.data.base import DATASETS, split_spec
     from robustbench_mix.methods import METHODS
     from robustbench_mix.models.base import MODELS
 
     recorded = plugin_entries(exp.plugins)
-    used = [(MODELS, exp.model), (METHODS, exp.method), *((ATTACKS, a) for a in exp.attacks),
-            *((CORRUPTIONS, c) for c in exp.corruptions)]
+    used = [(DATASETS, split_spec(exp.dataset)[0]), (MODELS, exp.model), (METHODS, exp.method),
+            *((ATTACKS, a) for a in exp.attacks), *((CORRUPTIONS, c) for c in exp.corruptions)]
     out = {}
     for registry, name in used:
         key, origin = f"{registry.kind}:{name}", registry.origin(name)

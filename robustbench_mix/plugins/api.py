@@ -27,6 +27,7 @@ from robustbench_mix.core.errors import RunFailed, UsageError
 from robustbench_mix.core.registry import Origin, Registry
 from robustbench_mix.core.units import Norm
 from robustbench_mix.corruptions.base import CORRUPTIONS, SEVERITIES, Corruption
+from robustbench_mix.data.base import DATASETS, ImageData, Source
 from robustbench_mix.methods import METHODS, Method
 from robustbench_mix.models.base import MODELS
 
@@ -214,6 +215,58 @@ def register_corruption(name: str, params, *, colour: bool = False):
             raise _problem("corruption", name, f"params={params!r} must hold one parameter for each of the "
                            f"{len(SEVERITIES)} severities")
         _register(CORRUPTIONS, "corruption", name, fn, Corruption(fn, tuple(params), bool(colour)))
+        return fn
+
+    return deco
+
+
+# ------------------------------------------------------------------------------------------------ data sets
+def _images(name: str, what: str, x) -> torch.Tensor:
+    t = torch.as_tensor(x)
+    if t.dtype != torch.uint8 or t.dim() != 4 or t.shape[1] not in (1, 3) or len(t) == 0:
+        raise UsageError(f"plugin data set {name}: {what} must be uint8 images (N, 1 or 3, H, W), got {t.dtype} "
+                         f"{tuple(t.shape)}")
+    return t.contiguous()
+
+
+def _labels(name: str, what: str, y, n: int, classes: int) -> torch.Tensor:
+    t = torch.as_tensor(y)
+    if t.dim() != 1 or len(t) != n or t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise UsageError(f"plugin data set {name}: {what} must be {n} integer class indices, got {t.dtype} "
+                         f"{tuple(t.shape)}")
+    t = t.long()
+    if len(t) and (int(t.min()) < 0 or int(t.max()) >= classes):
+        raise UsageError(f"plugin data set {name}: {what} hold classes outside 0..{classes - 1}")
+    return t
+
+
+def register_dataset(name: str, *, augment: str = "none"):
+    """Register ``fn(data_dir) -> (train_x, train_y, test_x, test_y, classes)`` as data set ``name``: uint8 images
+    (N, 1 or 3, H, W) and integer labels (tensors or numpy arrays), ``classes`` the class names. ``data_dir`` is
+    --data-dir (for the plugin's own files). ``augment``: "none" or "crop_flip" (random crops and flips, for
+    32x32 natural images). The images' content is fingerprinted with every run, as the built-in data sets'."""
+    def deco(fn):
+        _callable("dataset", name, fn)
+        if augment not in ("none", "crop_flip"):
+            raise _problem("dataset", name, f"augment={augment!r} is not 'none' or 'crop_flip'")
+
+        def load(data_dir):
+            got = fn(data_dir)
+            if not isinstance(got, tuple | list) or len(got) != 5:
+                raise UsageError(f"plugin data set {name} returned {type(got).__name__}, not (train_x, train_y, "
+                                 "test_x, test_y, classes)")
+            train_x, train_y, test_x, test_y, classes = got
+            classes = [str(c) for c in classes]
+            if len(classes) < 2:
+                raise UsageError(f"plugin data set {name}: {len(classes)} class name(s); a classifier needs 2 or more")
+            tx, vx = _images(name, "train_x", train_x), _images(name, "test_x", test_x)
+            if tx.shape[1:] != vx.shape[1:]:
+                raise UsageError(f"plugin data set {name}: train images {tuple(tx.shape[1:])} and test images "
+                                 f"{tuple(vx.shape[1:])} differ in shape")
+            return ImageData(name, tx, _labels(name, "train_y", train_y, len(tx), len(classes)), vx,
+                             _labels(name, "test_y", test_y, len(vx), len(classes)), classes, augment)
+
+        _register(DATASETS, "dataset", name, fn, Source(load))
         return fn
 
     return deco

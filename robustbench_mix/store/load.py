@@ -130,10 +130,11 @@ def plugin_notes(df: pd.DataFrame) -> list[str]:
     """What a reader should know of rows made by plugins that are not loaded here (the rows are still read,
     tabulated and compared as data), or by another version of a loaded plugin."""
     from robustbench_mix.corruptions.base import CORRUPTIONS
+    from robustbench_mix.data.base import DATASETS
     from robustbench_mix.methods import METHODS
     from robustbench_mix.models.base import MODELS
 
-    registries = {r.kind: r for r in (METHODS, MODELS, ATTACKS, CORRUPTIONS)}
+    registries = {r.kind: r for r in (METHODS, MODELS, ATTACKS, CORRUPTIONS, DATASETS)}
     notes = []
     for key, origin in sorted(recorded_plugins(df).items()):
         kind, name = key.split(":", 1)
@@ -164,7 +165,8 @@ def _check_names(df: pd.DataFrame, path: Path, recorded: dict[str, str]) -> None
         "method": (lambda v: v in METHODS or f"method:{v}" in recorded, f"a method ({', '.join(METHODS)})"),
         "model": (lambda v: is_model_name(v) or f"model:{v}" in recorded,
                   f"a model ({', '.join(MODELS)}, tv:NAME, timm:NAME)"),
-        "dataset": (lambda v: (split_spec(v)[0] in DATASETS or v in SOURCES or v.startswith("tensors:"))
+        "dataset": (lambda v: (split_spec(v)[0] in DATASETS or v in SOURCES or v.startswith("tensors:")
+                               or f"dataset:{v}" in recorded)
                     and not v.startswith(FORMULA_START),
                     f"a data set ({', '.join(DATASETS)}, imagefolder:PATH, cifar10c, cifar100c, tensors:SHA)"),
         "attack": (lambda v: (v.removeprefix("bb:") in attacks or v.startswith(CORRUPTION_PREFIXES)

@@ -26,7 +26,7 @@ import torch
 
 from robustbench_mix.api.checkpoints import checkpoint_paths, evaluate_path
 from robustbench_mix.api.user_class import check_flags
-from robustbench_mix.cli.common import handled
+from robustbench_mix.cli.common import add_plugin_flag, handled, load_plugin_args
 from robustbench_mix.core.atomic import atomic_write_text, check_writable
 from robustbench_mix.core.device import resolve_device
 from robustbench_mix.core.errors import RunFailed, UsageError
@@ -102,7 +102,11 @@ def write_outputs(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    if load_plugin_args(argv):
+        return 2
+    p = build_parser()
+    add_plugin_flag(p)
+    args = p.parse_args(argv)
     command = f"{COMMAND} {shlex.join(argv)}"
     return handled(lambda: _main(args, command),
                    on_os_error=f"the files evaluated so far are in {args.out}/runs.csv")

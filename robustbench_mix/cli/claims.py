@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustbench_mix.cli.common import handled
+from robustbench_mix.cli.common import add_plugin_flag, handled, load_plugin_args
 from robustbench_mix.core.atomic import atomic_write_text
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.reports.claims import CLAIMS_FILE, RELAXABLE, check_all, load_claims, parse_relax, section
@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--claims", default=str(CLAIMS_FILE), help="claims file (default: the package's)")
     p.add_argument("--out", help="also write claims.csv and claims.md into this directory (default: print only; "
                    "nothing is written beside the results unless asked)")
+    add_plugin_flag(p)
+    if load_plugin_args(argv):
+        return 2
     args = p.parse_args(argv)
 
     def body() -> int:

@@ -1,4 +1,4 @@
-"""What every command shares: the one error handler (exit codes) and the executor choice."""
+"""What every command shares: the one error handler (exit codes), the plugins' flag and the executor choice."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.execution.executors import EXECUTORS, LocalExecutor
 from robustbench_mix.execution.ray import RayExecutor
+from robustbench_mix.plugins import ENV as PLUGINS_ENV
+from robustbench_mix.plugins import load_plugins, plugin_specs
 from robustbench_mix.store.schema import ResultsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # the time limit's 3 is execution.timelimit.EXIT_CODE
@@ -71,3 +73,39 @@ def handled(body: Callable[[], int], *, usage_errors: tuple[type[BaseException],
 
 def get_executor(args) -> LocalExecutor | RayExecutor:
     return EXECUTORS.get(args.executor)(args)
+
+
+PLUGIN_HELP = (f"load a plugin's methods, models, attacks and corruptions: a Python file (PATH.py) or a module "
+               f"(package.module); repeatable; also ${PLUGINS_ENV} (os.pathsep-separated) and installed packages' "
+               "entry points (group robustbench_mix.plugins). See docs/own-method.md")
+
+
+def given_plugins(argv: Sequence[str]) -> list[str]:
+    """The values of --plugin in ``argv`` (``--plugin X`` or ``--plugin=X``), read before the parser is built so
+    that its --help and its errors for unknown names list the plugins' entries."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--":
+            break
+        if a == "--plugin":
+            out.append(next(it, ""))
+        elif a.startswith("--plugin="):
+            out.append(a.split("=", 1)[1])
+    return out
+
+
+def load_plugin_args(argv: Sequence[str] | None) -> int:
+    """Load the plugins a command line names (and those of the environment and the entry points): EXIT_OK, or
+    EXIT_USAGE after one ``error:`` line naming the plugin and the problem. Called first, before any data."""
+    argv = sys.argv[1:] if argv is None else argv
+
+    def body() -> int:
+        load_plugins(plugin_specs(given_plugins(argv)))
+        return EXIT_OK
+
+    return handled(body)
+
+
+def add_plugin_flag(parser) -> None:
+    """--plugin on a command's parser (its plugins are loaded already, by :func:`load_plugin_args`)."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="PATH.py|MODULE", help=PLUGIN_HELP)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robustbench_mix.cli.common import handled
+from robustbench_mix.cli.common import add_plugin_flag, handled, load_plugin_args
 from robustbench_mix.core.atomic import atomic_write_text
 from robustbench_mix.reports.compare import INPUT, check_by, compare_sides, to_frame, to_markdown
 from robustbench_mix.store.load import load_results
@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strict", action="store_true", help="align runs on every other field, also those that are "
                    "constant on each side (by default these are listed as part of what is compared)")
     p.add_argument("--out", default="results/compare", help="where comparison CSV/Markdown go (default: %(default)s)")
+    add_plugin_flag(p)
+    if load_plugin_args(argv):
+        return 2
     args = p.parse_args(argv)
     by = tuple(f.strip() for f in args.by.split(",") if f.strip()) or (INPUT,)
     if by == (INPUT,) and len(args.results) < 2:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from robustbench_mix.cli.common import handled
+from robustbench_mix.cli.common import add_plugin_flag, handled, load_plugin_args
 from robustbench_mix.core.atomic import atomic_write_text
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.core.units import parse_eps
@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
                    "folder holds; needed for a run on an image folder, said in the footnote")
     p.add_argument("--name", help="the entry's name (default: model, method and seed)")
     p.add_argument("--out", help="write the JSON here (default: print it)")
+    add_plugin_flag(p)
+    if load_plugin_args(argv):
+        return 2
     args = p.parse_args(argv)
 
     def body() -> int:

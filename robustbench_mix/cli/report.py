@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from robustbench_mix.cli.common import handled
+from robustbench_mix.cli.common import add_plugin_flag, handled, load_plugin_args
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.reports.claims import parse_relax
 from robustbench_mix.reports.report import write_report
@@ -17,6 +17,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results", nargs="+", help="results directories (each gets its own report)")
     p.add_argument("--relax", default="", help="as the claims command's: check the claims' directions without "
                    "requiring these fields (dataset, model)")
+    add_plugin_flag(p)
+    if load_plugin_args(argv):
+        return 2
     args = p.parse_args(argv)
 
     def body() -> int:

@@ -10,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
-from robustbench_mix.cli.common import get_executor, handled
+from robustbench_mix.cli.common import get_executor, handled, load_plugin_args
 from robustbench_mix.cli.suite_args import build_parser, suite_from_args
 from robustbench_mix.core.atomic import check_writable
 from robustbench_mix.core.device import set_cpu_channels_last
@@ -42,6 +42,8 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None, *, hooks: tuple[Hook, ...] = ()) -> int:
     """The command line; ``hooks`` (epoch, model) run after every epoch of every run, wherever it executes."""
     argv = sys.argv[1:] if argv is None else argv
+    if load_plugin_args(argv):  # first: --help and the unknown-name errors list the plugins' entries
+        return 2
     args = build_parser().parse_args(argv)
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None

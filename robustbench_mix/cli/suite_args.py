@@ -8,6 +8,7 @@ import textwrap
 from dataclasses import replace
 
 from robustbench_mix.attacks.base import ATTACKS
+from robustbench_mix.cli.common import add_plugin_flag
 from robustbench_mix.core.parsing import parse_numbers
 from robustbench_mix.core.units import parse_eps_value
 from robustbench_mix.corruptions import CORRUPTIONS
@@ -33,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train ERM/mixup grids, then measure clean accuracy, FGSM/PGD accuracy and memorization.",
         epilog=f"presets:\n{presets}\n\ndatasets: {', '.join(DATASETS)} (imagefolder:PATH)\n"
-               f"models: {', '.join(MODELS)}, tv:NAME (torchvision), timm:NAME (extra [timm])\n"
+               f"models: {', '.join(map(MODELS.label, MODELS))}, tv:NAME (torchvision), timm:NAME (extra [timm])\n"
                f"methods (--methods NAME[:VALUE][:OPTION=VALUE], defaults in brackets):\n{methods_help()}\n"
-               f"attacks: {', '.join(ATTACKS)}, ta:NAME (any torchattacks attack, optional extra)\n\n"
+               f"attacks: {', '.join(map(ATTACKS.label, ATTACKS))}, ta:NAME (any torchattacks attack, optional "
+               "extra)\n\n"
                "Lists are comma-separated. Epsilons and step sizes are in /255 units (8/255 or 8).",
     )
     a = p.add_argument
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dry-run", action="store_true", help="list the runs and their status without training, and the expected "
       "time of what remains where runs of the same configuration have been timed")
     a("--no-progress", action="store_true", help="no progress bars")
+    add_plugin_flag(p)
     return p
 
 
@@ -122,7 +125,8 @@ def methods_help() -> str:
     for name in METHODS:
         m = METHODS.get(name)
         if m.trainable:
-            lines.append(f"  {m.usage(name)}" + (f"  [{m.defaults_text()}]" if m.defaults_text() else ""))
+            lines.append(f"  {m.usage(name)}" + (f"  [{m.defaults_text()}]" if m.defaults_text() else "")
+                         + (f"  (plugin {METHODS.origin(name).module})" if METHODS.origin(name) else ""))
             lines += [textwrap.fill(f"{o.name}: {o.doc}", 110, initial_indent=" " * 6, subsequent_indent=" " * 8)
                       for o in m.options]
     return "\n".join(lines)

@@ -48,6 +48,7 @@ class Job:
     rev: str
     hooks: tuple[Hook, ...] = ()  # called after every epoch of every run, wherever it executes
     threads: int | None = None  # CPU threads of a Ray worker (its --cpus-per-run)
+    plugins: tuple[str, ...] = ()  # what the driver loaded (plugins.loaded_specs): a Ray worker loads them too
 
 
 @dataclass

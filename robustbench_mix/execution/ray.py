@@ -14,8 +14,9 @@ import torch
 from robustbench_mix.core.errors import UsageError
 from robustbench_mix.data.base import ImageData
 from robustbench_mix.execution.executors import EXECUTORS, Job, Outcome, Recorder, Runs, train_run
-from robustbench_mix.experiment.experiment import Experiment
+from robustbench_mix.experiment.experiment import Experiment, plugin_record
 from robustbench_mix.experiment.grids import surrogate_of
+from robustbench_mix.plugins import load_plugins, loaded_specs
 
 RAY_EXTRA = "pip install 'robustbench_mix[ray]' (or pip install ray)"
 _ADDRESS = re.compile(r"(ray://)?(?P<host>[A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})")
@@ -57,11 +58,28 @@ def _ray_train(exp: Experiment, datasets: dict[str, ImageData], job: Job, wait: 
 
     if job.threads:
         torch.set_num_threads(job.threads)
+    refused = worker_plugins(exp, job)
+    if refused:
+        return Outcome(exp, "failed", reason=refused)
     if exp.device == "auto" and not ray.get_gpu_ids():  # no GPU share: CPU, even where the node has GPUs
         exp = replace(exp, device="cpu")  # the device is not part of the run id
     o = train_run(exp, datasets, job, wait)
     o.resources = dict(ray.get_runtime_context().get_assigned_resources())
     return o
+
+
+def worker_plugins(exp: Experiment, job: Job) -> str:
+    """Load the driver's plugins in this worker (the same paths, on a shared file system or shipped with the job);
+    '' when the run's plugin entries here are the driver's, else why the worker refuses the run."""
+    try:
+        load_plugins(job.plugins, only=True)
+    except UsageError as e:
+        return f"on worker {socket.gethostname()}: {e}"
+    here = plugin_record(exp, keep_unknown=False)
+    if here != exp.plugins:
+        return (f"on worker {socket.gethostname()}: the plugin entries differ from the driver's (driver: "
+                f"{exp.plugins or 'none'}; worker: {here or 'none'}): give the workers the same plugin files")
+    return ""
 
 
 @EXECUTORS.register("ray")
@@ -153,7 +171,7 @@ class RayExecutor:
 
         gpus = self.gpus_for([exp for exp, _ in runs], ray.cluster_resources().get("GPU", 0))
         job = replace(job, options=replace(job.options, progress=False),  # one bar: the driver's
-                      threads=max(1, int(self.cpus)))
+                      threads=max(1, int(self.cpus)), plugins=loaded_specs())
         task = ray.remote(_ray_train).options(num_cpus=self.cpus, num_gpus=gpus, max_retries=self.retries,
                                               retry_exceptions=False)
         data = ray.put(datasets)

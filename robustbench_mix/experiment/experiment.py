@@ -13,7 +13,7 @@ NOT_HASHED = {"preset", "device"}
 # Fields added after results were first published, with their default: they enter the hash only when set to
 # something else, so adding a field never changes the id (and orphans the results) of an existing run.
 ADDED_FIELDS = {"attack_precision": "fp32", "corruptions": (), "method_options": "", "eval_seed": None, "weights": "",
-                "train_samples": 0, "eps_l2": ()}
+                "train_samples": 0, "eps_l2": (), "plugins": ""}
 # The same for a method's options (Experiment.method_options): an option added to a method whose runs were already
 # published, with the value that computes as those runs did, is left out of the hash at that value. An option
 # without such a value came with a change of the method's computation (CutMix's prob came with the reference's
@@ -74,6 +74,10 @@ class Experiment:
     eval_seed: int | None = None
     weights: str = ""
     device: str = "auto"
+    # the plugins' entries the run uses, 'kind:name=module@fingerprint;...' (registry.Origin; empty for a run of
+    # built-in entries only): filled in from the registries, so the fingerprints are in the run id, and kept as
+    # recorded for an entry whose plugin is not loaded (a row read as data)
+    plugins: str = ""
 
     def __post_init__(self):
         from robustbench_mix.methods import canonical_options
@@ -87,6 +91,7 @@ class Experiment:
                 object.__setattr__(self, f.name, 0.0)
             elif isinstance(v, tuple) and any(isinstance(x, float) and x == 0 for x in v):
                 object.__setattr__(self, f.name, tuple(0.0 if isinstance(x, float) and x == 0 else x for x in v))
+        object.__setattr__(self, "plugins", plugin_record(self))
 
     @property
     def run_id(self) -> str:
@@ -128,6 +133,35 @@ class RunOptions:
 
 
 DEFAULT_OPTIONS = RunOptions()
+
+
+def plugin_entries(text: str) -> dict[str, str]:
+    """'method:m=mod@fp;model:n=mod@fp' -> {'method:m': 'mod@fp', 'model:n': 'mod@fp'}."""
+    return dict(p.partition("=")[::2] for p in text.split(";") if p)
+
+
+def plugin_record(exp: Experiment, keep_unknown: bool = True) -> str:
+    """The run's plugin entries (see ``Experiment.plugins``): each entry the run names (data set, model, method,
+    attacks, corruptions) that a loaded plugin registered, with its origin; an entry that no registry knows keeps what
+    ``exp.plugins`` recorded for it (unless ``keep_unknown`` is False: what this process has, for a Ray worker's
+    check); built-in entries are not listed."""
+    from robustbench_mix.attacks.base import ATTACKS
+    from robustbench_mix.corruptions.base import CORRUPTIONS
+    from robustbench_mix.data.base import DATASETS, split_spec
+    from robustbench_mix.methods import METHODS
+    from robustbench_mix.models.base import MODELS
+
+    recorded = plugin_entries(exp.plugins)
+    used = [(DATASETS, split_spec(exp.dataset)[0]), (MODELS, exp.model), (METHODS, exp.method),
+            *((ATTACKS, a) for a in exp.attacks), *((CORRUPTIONS, c) for c in exp.corruptions)]
+    out = {}
+    for registry, name in used:
+        key, origin = f"{registry.kind}:{name}", registry.origin(name)
+        if origin is not None:
+            out[key] = str(origin)
+        elif keep_unknown and name not in registry and key in recorded:
+            out[key] = recorded[key]
+    return ";".join(f"{k}={v}" for k, v in sorted(out.items()))
 
 
 def legacy_options(method: str) -> str:

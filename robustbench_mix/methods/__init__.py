@@ -100,6 +100,9 @@ class Method:
     # trained on adversarial examples (PGD-AT, TRADES, ...): its runs get the positive-control checks
     # (checks.py), which ask a robust model's evaluation to behave as a robust model's does
     adversarial: bool = False
+    # its loss at alpha 0 as a multiple of ERM's (the contract command's rule for mixing methods): 1 where a mix of
+    # weight 0 is ERM; a plugin's method may declare another (RegMixup adds a clean CE: 2)
+    erm_multiple: float = 1.0
 
     @property
     def takes_alpha_flag(self) -> bool:
@@ -184,6 +187,9 @@ def method_for(exp, image_size: tuple[int, int]) -> Method:
 def run_label(method: str, alpha: float, dropout: float, options: str = "") -> str:
     """The one way a run's method is named: 'ERM', 'mixup (α=1)', 'mixup (α=8) + dropout (p=0.3)',
     'CutMix (α=1, prob=0.25)' (options only where they differ from the method's defaults)."""
+    if method not in METHODS:  # rows of a plugin that is not loaded: named as recorded (methods.plugin_note)
+        s = method + (f" (α={alpha:g})" if alpha else "") + (f" [{options}]" if options else "")
+        return s + (f" + dropout (p={dropout:g})" if dropout else "")
     m = METHODS.get(method)
     params = [f"{m.param}={alpha:g}"] if m.uses_alpha else []
     if options and options != LEGACY and method in METHODS:

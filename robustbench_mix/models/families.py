@@ -155,7 +155,9 @@ def build(name: str, *, in_shape: tuple[int, int, int], num_classes: int, mean, 
                          "evaluated with python -m robustbench_mix.checkpoint PATH")
     else:
         body = MODELS.get(name)(in_shape=in_shape, num_classes=num_classes, dropout=dropout)
-    model = nn.Sequential(Normalize(mean, std), body)
+    # a plugin's model may take the [0, 1] images as they are (plugins.register_model): an identity in front
+    unit = not (family in FAMILIES and arg) and getattr(MODELS.get(name), "unit_inputs", False)
+    model = nn.Sequential(nn.Identity() if unit else Normalize(mean, std), body)
     model.mix_points = MIX_POINTS.get(name, ())
     return model
 

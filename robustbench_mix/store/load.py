@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import re
+import sys
 from pathlib import Path
 
 import pandas as pd
 
-from robustbench_mix.attacks.base import WORST, attack_norm
+from robustbench_mix.attacks.base import ATTACKS, WORST, attack_norm
 from robustbench_mix.core.units import Norm
 from robustbench_mix.evaluation.metrics import is_fraction
-from robustbench_mix.experiment.experiment import SCHEDULES, Experiment
+from robustbench_mix.experiment.experiment import SCHEDULES, Experiment, plugin_entries
 from robustbench_mix.store.schema import (
     COLUMNS,
     CORRUPTION_PREFIXES,
@@ -72,7 +74,9 @@ def load_runs(path: str | Path, strict: bool = True, text: str | None = None) ->
         row = empty.any(axis=1)
         col = empty.columns[empty[row].iloc[0].to_numpy()][0]
         raise ResultsError(f"{path}: line {_line(df, row)} has no value in column {col!r}; was the file truncated?")
-    wrong = df["norm"] != df["attack"].map(attack_norm)
+    recorded = recorded_plugins(df)
+    unloaded = df["attack"].str.removeprefix("bb:").map(lambda a: f"attack:{a}" in recorded and a not in ATTACKS)
+    wrong = (df["norm"] != df["attack"].map(attack_norm)) & ~(unloaded & df["norm"].isin(list(map(str, Norm))))
     if wrong.any():
         raise ResultsError(f"{path}: line {_line(df, wrong)}, column 'norm' holds {df['norm'][wrong].iloc[0]!r}, not "
                            f"the norm of attack {df['attack'][wrong].iloc[0]!r}; was the file edited?")
@@ -94,7 +98,7 @@ def load_runs(path: str | Path, strict: bool = True, text: str | None = None) ->
         raise ResultsError(f"{path}: line {_line(df, bad)}, column 'n_eval' holds {df['n_eval'][bad].iloc[0]!r}, "
                            "not a count of images (an integer >= 1, or empty)")
     df["n_eval"] = n_eval.astype("Int64")
-    _check_names(df, path)
+    _check_names(df, path, recorded)
     dup = df.duplicated(KEY)
     if dup.any():
         raise ResultsError(f"{path}: line {_line(df, dup)} repeats the measurement "
@@ -111,10 +115,44 @@ def load_runs(path: str | Path, strict: bool = True, text: str | None = None) ->
 NAME = re.compile(r"^[A-Za-z0-9_.:\-]+$")  # presets, metrics, attacks: what the suite itself writes
 
 
-def _check_names(df: pd.DataFrame, path: Path) -> None:
+def recorded_plugins(df: pd.DataFrame) -> dict[str, str]:
+    """'kind:name' -> 'module@fingerprint' of every plugin entry the rows' configs record (Experiment.plugins)."""
+    out: dict[str, str] = {}
+    for text in df["config"].unique() if "config" in df else ():
+        try:
+            out.update(plugin_entries(json.loads(text).get("plugins", "") or ""))
+        except (ValueError, AttributeError):  # not a config: _check_names names the line
+            pass
+    return out
+
+
+def plugin_notes(df: pd.DataFrame) -> list[str]:
+    """What a reader should know of rows made by plugins that are not loaded here (the rows are still read,
+    tabulated and compared as data), or by another version of a loaded plugin."""
+    from robustbench_mix.corruptions.base import CORRUPTIONS
+    from robustbench_mix.data.base import DATASETS
+    from robustbench_mix.methods import METHODS
+    from robustbench_mix.models.base import MODELS
+
+    registries = {r.kind: r for r in (METHODS, MODELS, ATTACKS, CORRUPTIONS, DATASETS)}
+    notes = []
+    for key, origin in sorted(recorded_plugins(df).items()):
+        kind, name = key.split(":", 1)
+        registry = registries.get(kind)
+        now = registry.origin(name) if registry is not None else None
+        if now is None:
+            notes.append(f"the rows of {kind} {name} were made by plugin {origin}, which is not loaded: they are "
+                         f"read as data (load it with --plugin to run it)")
+        elif str(now) != origin:
+            notes.append(f"the rows of {kind} {name} were made by plugin {origin}; the one loaded is {now} (its "
+                         "file changed): they are read as data, and new runs get other run ids")
+    return notes
+
+
+def _check_names(df: pd.DataFrame, path: Path, recorded: dict[str, str]) -> None:
     """Text columns hold only what the suite can write (so nothing a spreadsheet or a plot would interpret
-    reaches a table), and each run's config is valid JSON."""
-    from robustbench_mix.attacks.base import ATTACKS
+    reaches a table), and each run's config is valid JSON. Names of plugin entries the configs record are
+    allowed, loaded or not."""
     from robustbench_mix.corruptions import SOURCES
     from robustbench_mix.data.base import DATASETS, split_spec
     from robustbench_mix.methods import METHODS
@@ -124,12 +162,15 @@ def _check_names(df: pd.DataFrame, path: Path) -> None:
     attacks = set(ATTACKS) | {"none", "check", *WORST}
     rules = {
         "split": (lambda v: v in SPLITS, f"one of {', '.join(sorted(SPLITS))}"),
-        "method": (lambda v: v in METHODS, f"a method ({', '.join(METHODS)})"),
-        "model": (is_model_name, f"a model ({', '.join(MODELS)}, tv:NAME, timm:NAME)"),
-        "dataset": (lambda v: (split_spec(v)[0] in DATASETS or v in SOURCES or v.startswith("tensors:"))
+        "method": (lambda v: v in METHODS or f"method:{v}" in recorded, f"a method ({', '.join(METHODS)})"),
+        "model": (lambda v: is_model_name(v) or f"model:{v}" in recorded,
+                  f"a model ({', '.join(MODELS)}, tv:NAME, timm:NAME)"),
+        "dataset": (lambda v: (split_spec(v)[0] in DATASETS or v in SOURCES or v.startswith("tensors:")
+                               or f"dataset:{v}" in recorded)
                     and not v.startswith(FORMULA_START),
                     f"a data set ({', '.join(DATASETS)}, imagefolder:PATH, cifar10c, cifar100c, tensors:SHA)"),
         "attack": (lambda v: (v.removeprefix("bb:") in attacks or v.startswith(CORRUPTION_PREFIXES)
+                              or f"attack:{v.removeprefix('bb:')}" in recorded
                               or v.removeprefix("bb:").startswith("ta:")) and NAME.match(v) is not None,
                    "an attack name (fgsm, bb:pgd, ta:NAME, none, check, worst, worst_l2) or corruption "
                    "(corrupt:NAME:S)"),
@@ -195,4 +236,6 @@ def load_results(path: str | Path) -> pd.DataFrame:
     df = load_runs(p)
     if df.empty:
         raise ResultsError(f"{p}: a header and no rows, so no runs to read (the suite writes rows as runs finish)")
+    for note in plugin_notes(df):
+        print(f"note: {p}: {note}", file=sys.stderr)
     return df

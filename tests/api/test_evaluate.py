@@ -475,6 +475,9 @@ def test_the_public_names_are_the_api_not_modules():
 
     assert callable(rbm.evaluate) and not isinstance(rbm.evaluate, types.ModuleType)
     assert set(rbm.__all__) == {"CORRUPTIONS", "__version__", "accuracies", "benchmark", "build_model", "diagnostics",
-                                "evaluate", "headline", "load_runs", "save_runs"}
+                                "evaluate", "headline", "load_runs", "save_runs",
+                                # the plugins' API (docs/own-method.md)
+                                "beta", "register_attack", "register_corruption", "register_dataset", "register_method",
+                                "register_model"}
     assert all(callable(getattr(rbm, n)) for n in rbm.__all__ if n not in ("CORRUPTIONS", "__version__"))
     assert rbm.evaluate.__doc__ and "long-form rows" in rbm.evaluate.__doc__

@@ -15,14 +15,15 @@ PACKAGE = Path(__file__).resolve().parents[2] / "robustbench_mix"
 LAYERS = [
     {"core"},  # errors, registry, atomic writes, units, device policy, the torch-file reader, the version
     {"data", "models", "attacks", "corruptions", "methods"},  # the parts a run is made of
-    {"experiment"},  # what a run is: Experiment, validation against the parts' registries, grids, presets
+    {"experiment", "plugins"},  # what a run is: Experiment, validation, grids, presets; the plugins and contracts
     {"evaluation"},  # rows of a trained model: metrics, attacks, corruptions, checks
     {"training"},  # fit (which evaluates its curves)
     {"store"},  # the results contract: rows, loading, merging, summaries
     {"execution"},  # one run end to end, executors, locks, the time limit, a grid
     {"reports"},  # tables, plots, report, compare, claims, leaderboard, headline
     {"api"},  # evaluate() and what it accepts
-    {"cli", "__init__", "__main__", "suite", "compare", "claims", "report", "leaderboard", "checkpoint", "bench"},
+    {"cli", "__init__", "__main__", "suite", "compare", "claims", "report", "leaderboard", "checkpoint", "bench",
+     "check"},
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -20,6 +20,7 @@ from robustbench_mix.execution.runner import run_experiment
 from robustbench_mix.experiment.experiment import RunOptions
 from robustbench_mix.plugins import load_plugins, unload_all
 from robustbench_mix.store.load import load_runs
+from robustbench_mix.store.write import atomic_write_csv
 
 GRID = ["--model", "my_net", "--attacks", "fgsm,my_fgsm", "--eps", "8", "--seeds", "0,1", "--noise", "0",
         "--epochs", "2", "--batch-size", "64", "--no-progress"]
@@ -48,7 +49,14 @@ def test_a_plugin_grid_runs_and_every_reading_command_reads_it(plugin_results, t
     assert report([str(out), *plugin]) == 0 and (out / "report.md").exists()
     rid = df.loc[df["method"] == "my_mix", "run_id"].iloc[0]
     capsys.readouterr()
-    assert leaderboard([str(out), "--run", rid, "--eps", "8/255", *plugin]) == 0
+    # digits is no RobustBench data set (refused, as for a built-in); the plugin's rows labelled cifar10 export
+    assert leaderboard([str(out), "--run", rid, "--eps", "8/255", *plugin]) == 2
+    assert "digits is not one of RobustBench's" in capsys.readouterr().err
+    mine_rows = df[df["run_id"] == rid]
+    (tmp_path / "c").mkdir()
+    atomic_write_csv(mine_rows.assign(dataset="cifar10", config=mine_rows["config"].str.replace(
+        '"dataset":"digits"', '"dataset":"cifar10"')), tmp_path / "c" / "runs.csv")
+    assert leaderboard([str(tmp_path / "c"), "--run", rid, "--eps", "8/255", *plugin]) == 0
     assert "my_mix" in json.dumps(json.loads(capsys.readouterr().out))
     evaluated = tmp_path / "evaluated"  # the checkpoint command rebuilds the plugin's model from the run's config
     assert checkpoint([str(out / "runs" / rid / "checkpoint.pt"), "--out", str(evaluated), "--no-progress",

@@ -115,6 +115,8 @@ class Experiment:
         d = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         if "method_options" not in d:  # recorded before methods had options
             d["method_options"] = legacy_options(d.get("method", "erm"))
+        else:  # recorded before one of its options came: the value that computes as that run did
+            d["method_options"] = with_added_options(d.get("method", "erm"), d["method_options"])
         return cls(**d)
 
 
@@ -174,6 +176,20 @@ def legacy_options(method: str) -> str:
     added = ADDED_OPTIONS.get(method, {})
     names = [o.name for o in METHODS.get(method).options]
     return LEGACY if any(n not in added for n in names) else ":".join(f"{n}={added[n]}" for n in names)
+
+
+def with_added_options(method: str, text: str) -> str:
+    """A recorded ``text`` with each ADDED_OPTIONS option it lacks at its added value. Every run since an option
+    came records it in full (``canonical_options``), so a record without it predates it: filled in with the
+    method's default instead, it would name another computation (mixup_at's default is pairs=two, its earlier
+    runs computed pairs=one)."""
+    from robustbench_mix.methods import LEGACY
+
+    added = ADDED_OPTIONS.get(method, {})
+    if not added or text == LEGACY:
+        return text
+    given = {p.partition("=")[0] for p in text.split(":") if p}
+    return ":".join([p for p in text.split(":") if p] + [f"{k}={v}" for k, v in added.items() if k not in given])
 
 
 def hashed_options(method: str, text: str) -> str:

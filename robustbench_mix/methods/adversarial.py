@@ -102,9 +102,10 @@ def trades_draw(n, alpha, rng, generator, device) -> tuple[float]:
     return (alpha,)
 
 
-def mixup_at_draw(n, alpha, rng, generator, device, *, pairs: str = "one") -> tuple:
-    """One lambda and pairing (``pairs=one``, the suite's form since mixup_at came), or one for the clean half and
-    another for the adversarial half (``pairs=two``, Lamb et al.'s Algorithm 1), drawn in that order."""
+def mixup_at_draw(n, alpha, rng, generator, device, *, pairs: str = "two") -> tuple:
+    """One lambda and pairing for the clean half and another for the adversarial half (``pairs=two``, Lamb et
+    al.'s Algorithm 1, the default), drawn in that order, or one for both (``pairs=one``, the suite's form before
+    the option, which the committed robust-cpu results computed)."""
     first = mixup_draw(n, alpha, rng, generator, device)
     return first if pairs == "one" else first + mixup_draw(n, alpha, rng, generator, device)
 
@@ -140,12 +141,12 @@ pgd_at = METHODS.register("pgd_at")(Method(
 trades = METHODS.register("trades")(Method(
     trades_draw, title="TRADES", step=trades_step, uses_alpha=True, param="β", default=6.0, check=_beta_check,
     graphable=False, graph_reason=GRAPH_REASON, adversarial=True, options=_options(8.0, 10, 1.785)))
-# pairs: Lamb et al.'s Algorithm 1 draws a lambda and a pairing for each half (pairs=two, 2.1x the gradient
-# variance of one draw on an audit's model); the default stays the one draw that the committed mixup_at results
-# (robust-cpu) were made with, so their configurations keep meaning what they computed. ADDED_OPTIONS keeps
-# pairs=one out of the run id.
+# pairs: Lamb et al.'s Algorithm 1 draws a lambda and a pairing for each half (pairs=two, the default); one draw
+# for both (pairs=one; 2.1x less gradient variance on an audit's model) is what mixup_at computed before the option,
+# so runs recorded without it read as pairs=one (ADDED_OPTIONS, Experiment.from_json) and keep their ids, and the
+# robust-cpu preset names pairs=one, the form its committed results computed.
 mixup_at = METHODS.register("mixup_at")(Method(
     mixup_at_draw, title="mixup + AT", step=mixup_at_step, uses_alpha=True, default=1.0, check=beta_check,
     graphable=False, graph_reason=GRAPH_REASON, adversarial=True,
-    options=(*_options(8.0, 10, 2.0), Option("pairs", "one", "one lambda and pairing for both halves, or two: "
-                                             "one per half as Lamb et al.'s Algorithm 1", choices=("one", "two")))))
+    options=(*_options(8.0, 10, 2.0), Option("pairs", "two", "two: a lambda and pairing per half as Lamb et al.'s "
+                                             "Algorithm 1; one: one for both halves", choices=("one", "two")))))

@@ -255,11 +255,11 @@ def test_a_trades_step_moves_batch_norms_running_statistics_as_its_docstring_say
 
 
 def test_mixup_at_pairs_two_mixes_the_adversarial_half_with_its_own_lambda_and_partners():
-    """Lamb et al.'s Algorithm 1: a second draw for the adversarial half; pairs=one (the default) keeps one."""
+    """Lamb et al.'s Algorithm 1 (the default): a second draw for the adversarial half; pairs=one keeps one."""
     from robustbench_mix.methods.adversarial import mixup_at_draw
 
-    one = mixup_at_draw(6, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0), "cpu")
-    two = mixup_at_draw(6, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0), "cpu", pairs="two")
+    one = mixup_at_draw(6, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0), "cpu", pairs="one")
+    two = mixup_at_draw(6, 1.0, np.random.default_rng(0), torch.Generator().manual_seed(0), "cpu")
     assert len(one) == 2 and len(two) == 4 and two[0] == one[0] and torch.equal(two[1], one[1])
     assert two[2] != two[0]
     model, (x, y) = tiny_bn_model(), batch()
@@ -279,5 +279,22 @@ def test_mixup_at_pairs_two_mixes_the_adversarial_half_with_its_own_lambda_and_p
 
     torch.testing.assert_close(loss, 0.5 * mixup_loss(x, lam, perm) + 0.5 * mixup_loss(xa, lam2, perm2))
     assert Experiment(method="mixup_at", alpha=1.0).run_id == Experiment(
-        method="mixup_at", alpha=1.0, method_options="pairs=one").run_id != Experiment(
-        method="mixup_at", alpha=1.0, method_options="pairs=two").run_id
+        method="mixup_at", alpha=1.0, method_options="pairs=two").run_id != Experiment(
+        method="mixup_at", alpha=1.0, method_options="pairs=one").run_id
+    assert method_for(Experiment(method="mixup_at", alpha=1.0), (8, 8)).draw.keywords == {"pairs": "two"}
+
+
+def test_mixup_at_runs_recorded_before_the_option_read_as_the_one_draw_they_computed():
+    """robust-cpu's committed mixup_at rows say eps=32.0:steps=5.0:step_size=8.0 (no pairs): read with today's
+    default they would claim the paper's two draws; they read as pairs=one, the id of a pairs=one run today."""
+    old = Experiment(method="mixup_at", alpha=1.0, method_options="eps=32:steps=5:step_size=8:pairs=one")
+    record = old.to_json().replace(":pairs=one", "")
+    assert "pairs" not in record
+    read = Experiment.from_json(record)
+    assert read.method_options == "eps=32.0:steps=5.0:step_size=8.0:pairs=one" and read.run_id == old.run_id
+    new = Experiment(method="mixup_at", alpha=1.0, method_options="eps=32:steps=5:step_size=8")
+    assert Experiment.from_json(new.to_json()) == new and new.run_id != old.run_id
+    from robustbench_mix.experiment.presets import PRESETS
+
+    at = [v for v in PRESETS["robust-cpu"].variants if v.method == "mixup_at"]
+    assert at and all("pairs=one" in v.options for v in at)

@@ -109,9 +109,17 @@ def checks_markdown(df: pd.DataFrame) -> str:
             "docs/protocol.md says what each tests):\n\n" + "\n".join(lines) + "\n")
 
 
+def _local_path(arg: str, prefix: str = "") -> str:
+    """An absolute path of the machine that ran the command as a placeholder that keeps its last part
+    (``imagefolder:/tmp/c10/cifar10-jpeg`` -> ``imagefolder:<dir>/cifar10-jpeg``): a reader's data lie elsewhere."""
+    path = arg.removeprefix(prefix)
+    return f"{prefix}<dir>/{Path(path).name}" if Path(path).is_absolute() else arg
+
+
 def reproduce_command(cmd: str, results_dir: Path) -> str:
     """The command that made the rows, with ``--out`` pointing at this results directory (where the rows were
-    made somewhere else, e.g. a temporary directory, before they were copied here)."""
+    made somewhere else, e.g. a temporary directory, before they were copied here), and the absolute paths of
+    ``--dataset imagefolder:`` and ``--data-dir`` as placeholders (the rows' ``command`` column keeps them)."""
     try:
         argv = shlex.split(cmd)
     except ValueError:
@@ -121,12 +129,17 @@ def reproduce_command(cmd: str, results_dir: Path) -> str:
         here = here.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         pass
+    shown = {}  # index -> the placeholder, shown unquoted (it is to be replaced, not pasted as it is)
     for i, a in enumerate(argv):
         if a == "--out" and i + 1 < len(argv):
             argv[i + 1] = str(here)
         elif a.startswith("--out="):
             argv[i] = f"--out={here}"
-    return shlex.join(argv)
+        elif i and argv[i - 1] == "--dataset" and a.startswith("imagefolder:"):
+            shown[i] = _local_path(a, "imagefolder:")
+        elif i and argv[i - 1] == "--data-dir":
+            shown[i] = _local_path(a)
+    return " ".join(shown[i] if shown.get(i, a) != a else shlex.quote(a) for i, a in enumerate(argv))
 
 
 def context(df: pd.DataFrame) -> str:

@@ -75,7 +75,12 @@ def test_no_l2_text_without_l2_attacks_and_no_local_paths(tmp_path):
     text = _report(tmp_path, "table3-cpu")
     assert "L2" not in text
     text = _report(tmp_path, "cifar10-jpeg-corruptions-cpu")
-    assert "imagefolder:/" not in text.split("Reproduce with:")[0] + text.split("Reproduce with:")[1].split("\n", 1)[1]
+    assert "imagefolder:/" not in text and "/tmp/c10" not in text  # the Reproduce line's data paths too:
+    assert "--dataset imagefolder:<dir>/sub" in text and "--data-dir <dir>/" in text  # placeholders, name kept
+    assert reproduce_command("python -m robustbench_mix.suite --dataset imagefolder:data/c10 --methods 'a b' "
+                             "--data-dir /srv/d --out /o", tmp_path / "r") == \
+        f"python -m robustbench_mix.suite --dataset imagefolder:data/c10 --methods 'a b' --data-dir <dir>/d --out " \
+        f"{tmp_path / 'r'}"
     h = headline(REFERENCE / "cifar10-jpeg-corruptions-cpu")
     assert set(h["dataset"]) == {"imagefolder:sub"} and "/tmp" not in str(h)
 

@@ -54,6 +54,10 @@ def test_repeated_attacks_and_radii_never_leave_the_folder_unreadable(tmp_path, 
     assert suite_main(["--out", str(out), *FAST, *ONCE, "--dry-run"]) == 0
     assert report_main([str(out)]) == 0
     assert compare_main([str(out), str(tmp_path / "copy"), "--out", str(tmp_path / "cmp")]) == 0
-    assert leaderboard_main([str(out), "--run", rid, "--out", str(tmp_path / "entry.json")]) == 0
     assert claims_main([str(out)]) == 0
     assert "error" not in capsys.readouterr().err
+    # the leaderboard reads the folder too: it refuses digits, no RobustBench data set, and nothing else
+    assert leaderboard_main([str(out), "--run", rid, "--out", str(tmp_path / "entry.json")]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: the run's data set digits is not one of RobustBench's "
+                                                    "(cifar10, cifar100, imagenet): their leaderboards hold only "
+                                                    "those"]

@@ -23,10 +23,10 @@ def test_a_plugin_grid_on_ray_workers_gives_the_local_rows(write_plugin, tmp_pat
     plugin = ["--plugin", str(write_plugin())]
     assert suite([*plugin, *GRID, "--out", str(tmp_path / "local")]) == 0
     started = not ray.is_initialized()
+    threads = torch.get_num_threads()  # a worker computes with as many threads as the local run (equal numbers)
     if started:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False)
     try:
-        threads = torch.get_num_threads()
         assert suite([*plugin, *GRID, "--out", str(tmp_path / "ray"), "--executor", "ray",
                       "--cpus-per-run", str(threads)]) == 0
     finally:

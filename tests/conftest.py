@@ -51,3 +51,9 @@ def trained(small_digits):
     model = build("cnn", in_shape=small_digits.shape, num_classes=10, mean=mean, std=std)
     fit(exp, p, model, options=RunOptions(progress=False))
     return model, p
+
+
+@pytest.fixture(scope="module")
+def digits60(small_digits):
+    """60 real digits test images as floats in [0, 1] and their labels: a pair evaluate() takes."""
+    return small_digits.test_x[:60].float() / 255, small_digits.test_y[:60]

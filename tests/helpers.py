@@ -86,3 +86,25 @@ def check_verdicts(rows, exp=CHECK_EXP):
 def linear_model(in_dim=3 * 8 * 8, classes=10, seed=0):
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_dim, classes))
+
+
+def sigkill_once_checkpointed(out, args) -> None:
+    """Start the suite on ``out`` in a child process (this process's environment and thread count: epochs with
+    another count differ in the last float digits), SIGKILL it once a checkpoint exists, and check it had not
+    finished: what the resume tests then rerun."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "robustbench_mix.suite", "--out", str(out), *args], env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/checkpoint.pt")) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.4)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (out / "runs.csv").exists(), "the run finished before it could be killed"

@@ -142,9 +142,9 @@ trades = METHODS.register("trades")(Method(
     trades_draw, title="TRADES", step=trades_step, uses_alpha=True, param="β", default=6.0, check=_beta_check,
     graphable=False, graph_reason=GRAPH_REASON, adversarial=True, options=_options(8.0, 10, 1.785)))
 # pairs: Lamb et al.'s Algorithm 1 draws a lambda and a pairing for each half (pairs=two, the default); one draw
-# for both (pairs=one; 2.1x less gradient variance on an audit's model) is what mixup_at computed before the option,
-# so runs recorded without it read as pairs=one (ADDED_OPTIONS, Experiment.from_json) and keep their ids, and the
-# robust-cpu preset names pairs=one, the form its committed results computed.
+# for both (pairs=one; the two forms' gradient variance 2.1x apart on an audit's model) is what mixup_at computed
+# before the option, so runs recorded without it read as pairs=one (ADDED_OPTIONS, Experiment.from_json) and keep
+# their ids, and the robust-cpu preset names pairs=one, the form its committed results computed.
 mixup_at = METHODS.register("mixup_at")(Method(
     mixup_at_draw, title="mixup + AT", step=mixup_at_step, uses_alpha=True, default=1.0, check=beta_check,
     graphable=False, graph_reason=GRAPH_REASON, adversarial=True,

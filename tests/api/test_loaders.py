@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import linear_model
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -26,13 +27,12 @@ KEYS = ["run_id", "dataset", "split", "attack", "eps", "metric", "n_eval"]
 
 
 @pytest.fixture(scope="module")
-def xy(small_digits):
-    return small_digits.test_x[:60].float() / 255, small_digits.test_y[:60]
+def xy(digits60):
+    return digits60
 
 
 def linear():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    return linear_model(in_dim=64).eval()
 
 
 def fast(data, **kw):

@@ -6,7 +6,7 @@ import re
 import sys
 
 import pytest
-import torch
+from helpers import linear_model
 
 import robustbench_mix as rbm
 from robustbench_mix.evaluation.progress import seconds
@@ -15,13 +15,12 @@ PREFIX = "robustbench_mix: "
 
 
 @pytest.fixture(scope="module")
-def xy(small_digits):
-    return small_digits.test_x[:60].float() / 255, small_digits.test_y[:60]
+def xy(digits60):
+    return digits60
 
 
 def linear():
-    torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    return linear_model(in_dim=64).eval()
 
 
 def run(xy, **kw):

@@ -1,14 +1,11 @@
 """Interrupted runs resume with the same numbers; damaged files are detected with clear messages."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 
 import pandas as pd
 import pytest
+from helpers import sigkill_once_checkpointed
 
 from robustbench_mix.cli.suite import main
 from robustbench_mix.execution.runner import run_experiment
@@ -63,16 +60,7 @@ def test_sigkill_at_any_moment_then_rerun_gives_the_uninterrupted_numbers(tmp_pa
     args = ["--methods", "mixup", "--noise", "0.4", "--epochs", "40", "--no-progress", "--eps", "8/255",
             "--attack-steps", "2", "--eval-every", "5"]
     out = tmp_path / "killed"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "robustbench_mix.suite", "--out", str(out), *args], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(out.glob("runs/*/checkpoint.pt")) and time.time() < deadline and p.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.4)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert not (out / "runs.csv").exists(), "the run finished before it could be killed"
+    sigkill_once_checkpointed(out, args)
     assert main(["--out", str(out), *args]) == 0
     ref = tmp_path / "ref"
     assert main(["--out", str(ref), *args]) == 0

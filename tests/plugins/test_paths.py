@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pandas as pd
 import pytest
+from helpers import sigkill_once_checkpointed
 
 from robustbench_mix.bench import without_plugins
 from robustbench_mix.cli.checkpoint import main as checkpoint
@@ -162,28 +163,11 @@ def test_an_interrupted_plugin_run_resumes_to_identical_numbers(write_plugin, sm
 
 def test_a_plugin_run_killed_with_sigkill_resumes_to_the_uninterrupted_numbers(write_plugin, tmp_path):
     """As tests/execution/test_resume.py does for the built-ins: SIGKILL once a checkpoint exists, then rerun."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     plugin = ["--plugin", str(write_plugin())]
     args = [*plugin, "--methods", "my_mix", "--seeds", "0", "--noise", "0.4", "--epochs", "40", "--no-progress",
             "--eps", "8/255", "--attacks", "fgsm,my_fgsm", "--attack-steps", "2", "--eval-every", "5"]
     out = tmp_path / "killed"
-    # the child's thread count as this process's (inherited, as tests/execution/test_resume.py): epochs computed
-    # with another count differ in the last float digits, so the resumed rows would not equal the reference's
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, "-m", "robustbench_mix.suite", "--out", str(out), *args], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not list(out.glob("runs/*/checkpoint.pt")) and time.time() < deadline and p.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.4)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert not (out / "runs.csv").exists(), "the run finished before it could be killed"
+    sigkill_once_checkpointed(out, args)
     assert suite(["--out", str(out), *args]) == 0
     assert suite(["--out", str(tmp_path / "ref"), *args]) == 0
     final = [load_runs(d / "runs.csv").set_index(["run_id", "epoch", "split", "attack", "eps", "metric"])["value"]
